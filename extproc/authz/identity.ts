@@ -1,0 +1,228 @@
+/**
+ * Caller identity from a gateway JWT, verified with `jose` against keys held in memory.
+ *
+ * Remote JWKS are fetched once (warmed at construction), cached without expiry and refetched only
+ * when a token names an unknown `kid` — at most once per cooldown — so the hot path never waits
+ * on the network. Successful verifications are cached by token until the token expires.
+ */
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors,
+  jwtVerify,
+  type JWTVerifyGetKey,
+} from 'jose';
+import { z } from 'zod';
+import type { IssuerConfig } from '../config/snapshot.ts';
+
+export interface Identity {
+  readonly issuer: string;
+  readonly user: string;
+  /** Sorted, de-duplicated. */
+  readonly teams: readonly string[];
+  readonly roles: readonly string[];
+  /** `exp` in ms since epoch, if the token has one. */
+  readonly expiresAtMs?: number;
+}
+
+export type IdentityErrorCode =
+  | 'missing_token'
+  | 'malformed_token'
+  | 'unsupported_algorithm'
+  | 'unknown_issuer'
+  | 'invalid_audience'
+  | 'token_expired'
+  | 'token_not_yet_valid'
+  | 'unknown_key'
+  | 'invalid_signature'
+  | 'invalid_claims'
+  | 'jwks_unavailable';
+
+export type IdentityResult =
+  | { readonly ok: true; readonly identity: Identity; readonly cached: boolean }
+  | { readonly ok: false; readonly code: IdentityErrorCode; readonly message: string };
+
+export interface VerifierOptions {
+  /** Max cached verifications; the oldest is evicted first. */
+  readonly cacheSize?: number;
+  /** Minimum time between two JWKS refetches caused by unknown `kid`s (ms). */
+  readonly jwksCooldownMs?: number;
+  /** Timeout of one JWKS fetch (ms). */
+  readonly jwksTimeoutMs?: number;
+  /** Clock, for tests. */
+  readonly now?: () => number;
+}
+
+const stringList = z.union([
+  z.array(z.string().min(1).max(256)).max(256),
+  // Some IdPs send a space-separated string (like OAuth `scope`).
+  z
+    .string()
+    .max(4096)
+    .transform((s) => s.split(/[\s,]+/).filter(Boolean)),
+]);
+
+interface CompiledIssuer {
+  readonly config: IssuerConfig;
+  readonly keys: JWTVerifyGetKey;
+  readonly claims: z.ZodType<{ user: string; teams: string[]; roles: string[] }>;
+}
+
+/** Remote key sets outlive snapshots so that a config swap does not refetch every JWKS. */
+const remoteSets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+
+function remoteSet(url: string, opts: VerifierOptions): ReturnType<typeof createRemoteJWKSet> {
+  const key = `${url}#${opts.jwksCooldownMs ?? ''}#${opts.jwksTimeoutMs ?? ''}`;
+  let set = remoteSets.get(key);
+  if (!set) {
+    set = createRemoteJWKSet(new URL(url), {
+      cooldownDuration: opts.jwksCooldownMs ?? 30_000,
+      cacheMaxAge: Infinity,
+      timeoutDuration: opts.jwksTimeoutMs ?? 5_000,
+    });
+    remoteSets.set(key, set);
+    // Warm the cache now so the first request does not pay for the fetch.
+    set.reload().catch(() => {});
+  }
+  return set;
+}
+
+function claimsSchema(c: IssuerConfig): CompiledIssuer['claims'] {
+  return z
+    .looseObject({
+      [c.userClaim]: z.string().min(1).max(256),
+      [c.teamsClaim]: stringList.optional(),
+      [c.rolesClaim]: stringList.optional(),
+    })
+    .transform((p) => ({
+      user: p[c.userClaim] as string,
+      teams: [...new Set((p[c.teamsClaim] as string[] | undefined) ?? [])].sort(),
+      roles: [...new Set((p[c.rolesClaim] as string[] | undefined) ?? [])].sort(),
+    }));
+}
+
+export class IdentityVerifier {
+  readonly #issuers = new Map<string, CompiledIssuer>();
+  readonly #cache = new Map<string, Identity>();
+  readonly #cacheSize: number;
+  readonly #now: () => number;
+
+  constructor(issuers: readonly IssuerConfig[], opts: VerifierOptions = {}) {
+    this.#cacheSize = opts.cacheSize ?? 10_000;
+    this.#now = opts.now ?? Date.now;
+    for (const config of issuers) {
+      const keys: JWTVerifyGetKey = config.jwksUrl
+        ? remoteSet(config.jwksUrl, opts)
+        : createLocalJWKSet({ keys: [...(config.jwks?.keys ?? [])] });
+      this.#issuers.set(config.issuer, { config, keys, claims: claimsSchema(config) });
+    }
+  }
+
+  /** Verifies a compact JWS; never throws. */
+  async verify(token: string): Promise<IdentityResult> {
+    const hit = this.#cache.get(token);
+    if (hit) {
+      if (hit.expiresAtMs === undefined || hit.expiresAtMs > this.#now()) {
+        return { ok: true, identity: hit, cached: true };
+      }
+      this.#cache.delete(token);
+    }
+    const result = await this.#verifyUncached(token);
+    if (result.ok) this.#remember(token, result.identity);
+    return result;
+  }
+
+  #remember(token: string, identity: Identity): void {
+    if (this.#cache.size >= this.#cacheSize) {
+      // Map iterates in insertion order: the first key is the oldest entry.
+      const oldest = this.#cache.keys().next();
+      if (!oldest.done) this.#cache.delete(oldest.value);
+    }
+    this.#cache.set(token, identity);
+  }
+
+  async #verifyUncached(token: string): Promise<IdentityResult> {
+    if (token.length > 16_384 || token.split('.').length !== 3) {
+      return fail('malformed_token', 'the bearer token is not a compact JWT (header.payload.signature)');
+    }
+    let alg: string | undefined;
+    let iss: string | undefined;
+    try {
+      alg = decodeProtectedHeader(token).alg;
+      iss = decodeJwt(token).iss;
+    } catch {
+      return fail('malformed_token', 'the bearer token could not be decoded as a JWT');
+    }
+    const issuer = iss === undefined ? undefined : this.#issuers.get(iss);
+    if (!issuer) {
+      return fail('unknown_issuer', 'the token was not issued by a trusted issuer (check the "iss" claim)');
+    }
+    if (!alg || !issuer.config.algorithms.includes(alg)) {
+      return fail(
+        'unsupported_algorithm',
+        `tokens must be signed with one of ${issuer.config.algorithms.join(', ')}; got ${alg ? JSON.stringify(alg).slice(0, 20) : 'none'}`,
+      );
+    }
+    try {
+      const { payload } = await jwtVerify(token, issuer.keys, {
+        issuer: issuer.config.issuer,
+        audience: [...issuer.config.audiences],
+        algorithms: [...issuer.config.algorithms],
+        clockTolerance: issuer.config.clockToleranceSec,
+        currentDate: new Date(this.#now()),
+      });
+      const claims = issuer.claims.safeParse(payload);
+      if (!claims.success) {
+        const claim = claims.error.issues[0]?.path.join('.') ?? '';
+        return fail('invalid_claims', `the token's "${claim}" claim is missing or malformed`);
+      }
+      return {
+        ok: true,
+        cached: false,
+        identity: {
+          issuer: issuer.config.issuer,
+          ...claims.data,
+          ...(typeof payload.exp === 'number' ? { expiresAtMs: payload.exp * 1000 } : {}),
+        },
+      };
+    } catch (err) {
+      return mapJoseError(err);
+    }
+  }
+}
+
+function fail(code: IdentityErrorCode, message: string): IdentityResult {
+  return { ok: false, code, message };
+}
+
+function mapJoseError(err: unknown): IdentityResult {
+  if (err instanceof errors.JWTExpired) return fail('token_expired', 'the token has expired; get a new one');
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.claim === 'nbf' || err.claim === 'iat') return fail('token_not_yet_valid', 'the token is not valid yet (nbf/iat in the future)');
+    if (err.claim === 'aud') return fail('invalid_audience', 'the token is not meant for this gateway (check the "aud" claim)');
+    if (err.claim === 'iss') return fail('unknown_issuer', 'the token was not issued by a trusted issuer');
+    return fail('invalid_claims', `the token's "${err.claim}" claim is invalid`);
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported) {
+    return fail('unsupported_algorithm', 'the token is signed with an algorithm this issuer does not allow');
+  }
+  if (err instanceof errors.JWKSNoMatchingKey) {
+    return fail('unknown_key', 'the token was signed with a key the issuer does not publish (unknown "kid")');
+  }
+  if (err instanceof errors.JWKSMultipleMatchingKeys) {
+    return fail('unknown_key', 'the token does not name its key ("kid") and the issuer publishes several');
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) {
+    return fail('invalid_signature', 'the token signature does not verify');
+  }
+  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid) {
+    return fail('jwks_unavailable', "the issuer's signing keys could not be loaded; try again shortly");
+  }
+  if (err instanceof errors.JWTInvalid || err instanceof errors.JWSInvalid) {
+    return fail('malformed_token', 'the bearer token is not a valid JWT');
+  }
+  // Network errors from the JWKS fetch and anything unforeseen: deny, generically.
+  return fail('jwks_unavailable', "the issuer's signing keys could not be loaded; try again shortly");
+}

@@ -1,0 +1,29 @@
+/** Resolves on the first SIGINT/SIGTERM (or when `signal` aborts), then removes its listeners. */
+export function waitForShutdown(signal?: AbortSignal): Promise<NodeJS.Signals | 'abort'> {
+  return new Promise((resolve) => {
+    const done = (why: NodeJS.Signals | 'abort') => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(why);
+    };
+    const onInt = () => done('SIGINT');
+    const onTerm = () => done('SIGTERM');
+    const onAbort = () => done('abort');
+    process.once('SIGINT', onInt);
+    process.once('SIGTERM', onTerm);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) onAbort();
+  });
+}
+
+/** Parses `90s`, `15m`, `1h`, `7d` (or plain seconds) into seconds; undefined when malformed. */
+export function parseDurationSeconds(text: string): number | undefined {
+  const m = /^(\d+)(s|m|h|d)?$/.exec(text.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  const mult = unit === 's' ? 1 : unit === 'm' ? 60 : unit === 'h' ? 3600 : 86_400;
+  const s = n * mult;
+  return s > 0 && Number.isSafeInteger(s) ? s : undefined;
+}

@@ -1,0 +1,124 @@
+/**
+ * The compiled configuration every request is decided against.
+ *
+ * A snapshot is immutable and self-contained: the file source builds one from YAML today, the
+ * control plane will publish the same shape over NATS later. A request keeps the snapshot it
+ * started with, so a swap never changes a decision half-way.
+ */
+import type { JWK } from 'jose';
+
+export type ModelType = 'tts' | 'stt';
+
+export interface IssuerConfig {
+  /** Exact `iss` claim value. */
+  readonly issuer: string;
+  /** Accepted `aud` values (any of them). */
+  readonly audiences: readonly string[];
+  /** Remote JWKS (fetched once, refetched on unknown kid) — exclusive with `jwks`. */
+  readonly jwksUrl?: string;
+  /** Inline JWKS (public keys only). */
+  readonly jwks?: { readonly keys: readonly JWK[] };
+  readonly algorithms: readonly string[];
+  readonly userClaim: string;
+  readonly teamsClaim: string;
+  readonly rolesClaim: string;
+  /** Allowed clock skew when checking exp / nbf / iat, seconds. */
+  readonly clockToleranceSec: number;
+  /**
+   * Development signing key (private JWK) used only by `voicegate token`; never used to verify.
+   * Undefined in production configs.
+   */
+  readonly devSigningKey?: JWK;
+}
+
+export interface ProviderConfig {
+  readonly name: string;
+  /** Upstream base URL without trailing slash, e.g. `https://api.smallest.ai`. */
+  readonly upstream: string;
+}
+
+export interface AccountConfig {
+  readonly name: string;
+  readonly provider: string;
+  /** The provider API key (resolved secret). Never log, never put in a span or an error. */
+  readonly token: string;
+  readonly users: ReadonlySet<string>;
+  readonly teams: ReadonlySet<string>;
+  /** Provider concurrency units bought for this key. */
+  readonly concurrency: number;
+}
+
+export interface Price {
+  /** USD per 1,000 input characters (TTS), as a decimal string. */
+  readonly perThousandChars?: string;
+  /** USD per audio minute (STT), as a decimal string; REST and streaming may differ. */
+  readonly perMinute?: string;
+  readonly perMinuteStreaming?: string;
+}
+
+export interface ModelConfig {
+  /** Public model id as it appears in provider paths, e.g. `lightning-v3.1`, `pulse`. */
+  readonly name: string;
+  readonly provider: string;
+  readonly type: ModelType;
+  readonly account: string;
+  /** Other spellings that resolve to this model (e.g. body `model: lightning_v3.1`). */
+  readonly aliases: readonly string[];
+  readonly price: Price;
+}
+
+export interface Snapshot {
+  /** Monotonic version; a source never swaps in an older one. */
+  readonly version: number;
+  /** Where it came from, for logs (`file:/path`, `nats:kv/…`). */
+  readonly origin: string;
+  readonly issuers: readonly IssuerConfig[];
+  readonly providers: ReadonlyMap<string, ProviderConfig>;
+  readonly accounts: ReadonlyMap<string, AccountConfig>;
+  /** Keyed by provider, then by every name and alias of the model. */
+  readonly models: ReadonlyMap<string, ReadonlyMap<string, ModelConfig>>;
+  /** Model used on unified routes when neither body nor query name one, per provider and type. */
+  readonly defaultModels: ReadonlyMap<string, Readonly<Partial<Record<ModelType, string>>>>;
+  /** Largest request body (bytes) the decision reads on TTS JSON routes. */
+  readonly maxDecisionBodyBytes: number;
+}
+
+/** Where snapshots come from: a file today, NATS KV later. Consumers only read `current()`. */
+export interface SnapshotSource {
+  /** The snapshot in force, or undefined when none has been loaded (requests then get 503). */
+  current(): Snapshot | undefined;
+  /** Called after every swap. Returns an unsubscribe function. */
+  onSwap(listener: (next: Snapshot) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** A source holding one snapshot that can be replaced in place (tests, file reload, NATS). */
+export class StaticSnapshotSource implements SnapshotSource {
+  #current: Snapshot | undefined;
+  readonly #listeners = new Set<(next: Snapshot) => void>();
+
+  constructor(initial?: Snapshot) {
+    this.#current = initial;
+  }
+
+  current(): Snapshot | undefined {
+    return this.#current;
+  }
+
+  /** Swaps in `next` unless it is older than the snapshot in force; returns whether it swapped. */
+  swap(next: Snapshot): boolean {
+    if (this.#current && next.version < this.#current.version) return false;
+    this.#current = next;
+    for (const l of this.#listeners) l(next);
+    return true;
+  }
+
+  onSwap(listener: (next: Snapshot) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    this.#listeners.clear();
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * Query-string surgery that leaves every parameter it keeps byte-for-byte as the caller wrote it
+ * (`URLSearchParams` would re-encode `%20` as `+` and reorder nothing, but still rewrites bytes).
+ */
+
+function decodeName(raw: string): string {
+  try {
+    return decodeURIComponent(raw.replace(/\+/g, ' '));
+  } catch {
+    return raw;
+  }
+}
+
+/**
+ * Removes every occurrence of the named parameters from `pathWithQuery` (Envoy's
+ * `query_parameters_to_remove`), keeping the path and the other parameters untouched.
+ *
+ * @example removeQueryParams('/a?token=x&model=pulse', ['token']) === '/a?model=pulse'
+ */
+export function removeQueryParams(pathWithQuery: string, names: Iterable<string>): string {
+  const q = pathWithQuery.indexOf('?');
+  if (q === -1) return pathWithQuery;
+  const drop = new Set(names);
+  if (drop.size === 0) return pathWithQuery;
+  const kept = pathWithQuery
+    .slice(q + 1)
+    .split('&')
+    .filter((pair) => {
+      if (pair === '') return false;
+      const eq = pair.indexOf('=');
+      return !drop.has(decodeName(eq === -1 ? pair : pair.slice(0, eq)));
+    });
+  const path = pathWithQuery.slice(0, q);
+  return kept.length === 0 ? path : `${path}?${kept.join('&')}`;
+}

@@ -1,0 +1,102 @@
+/**
+ * The edge's gRPC path to the decision: `envoy.service.auth.v3.Authorization/Check` with Envoy's
+ * own protos, so the edge exercises exactly the wire contract Envoy uses. Fails closed like Envoy
+ * with `failure_mode_allow: false` and `status_on_error: 503`.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Authorizer, CheckInput, Decision } from '../authz/types.ts';
+import { loadEnvoyProtos, lookup } from '../../protos/envoy-protos.ts';
+import { authzUnavailable, decodeCheckResponse, DEFAULT_STATUS_CODES } from './check-response-decode.ts';
+
+export interface GrpcAuthorizerOptions {
+  /** Per-call deadline; Envoy's ext_authz gRPC timeout defaults to 200 ms. */
+  readonly timeoutMs?: number;
+}
+
+export const DEFAULT_AUTHZ_TIMEOUT_MS = 200;
+
+/** `attributes.request.http` of a CheckRequest, in proto-loader's field naming. */
+export interface CheckRequestObject {
+  attributes: {
+    request: {
+      http: {
+        id: string;
+        method: string;
+        path: string;
+        host: string;
+        scheme: string;
+        protocol: string;
+        headers: Record<string, string>;
+        raw_body?: Buffer;
+      };
+    };
+  };
+}
+
+/** CheckInput → CheckRequest, as Envoy fills it (`pack_as_bytes: true` puts the body in raw_body). */
+export function toCheckRequest(input: CheckInput): CheckRequestObject {
+  return {
+    attributes: {
+      request: {
+        http: {
+          id: input.requestId ?? '',
+          method: input.method,
+          path: input.path,
+          host: input.host ?? '',
+          scheme: input.headers[':scheme'] ?? 'http',
+          protocol: 'HTTP/1.1',
+          headers: { ...input.headers },
+          ...(input.body !== undefined ? { raw_body: Buffer.from(input.body.buffer, input.body.byteOffset, input.body.byteLength) } : {}),
+        },
+      },
+    },
+  };
+}
+
+interface EnumDescriptor {
+  type?: { value?: ReadonlyArray<{ name?: string; number?: number }> };
+}
+
+/** Every `envoy.type.v3.StatusCode` name from the loaded protos (falls back to the known subset). */
+function statusCodesFrom(protos: grpc.GrpcObject): ReadonlyMap<string, number> {
+  try {
+    const values = lookup<EnumDescriptor>(protos, 'envoy.type.v3.StatusCode').type?.value ?? [];
+    const map = new Map<string, number>();
+    for (const v of values) if (v.name && v.number !== undefined) map.set(v.name, v.number);
+    return map.size > 0 ? map : DEFAULT_STATUS_CODES;
+  } catch {
+    return DEFAULT_STATUS_CODES;
+  }
+}
+
+type CheckMethod = (
+  request: CheckRequestObject,
+  options: grpc.CallOptions,
+  callback: (err: grpc.ServiceError | null, response?: unknown) => void,
+) => grpc.ClientUnaryCall;
+
+/** An {@link Authorizer} that asks `voicegate extproc` (or anything speaking Envoy's ext_authz) at `host:port`. */
+export function createGrpcAuthorizer(target: string, opts: GrpcAuthorizerOptions = {}): Authorizer & { close(): void } {
+  const protos = loadEnvoyProtos();
+  const Client = lookup<grpc.ServiceClientConstructor>(protos, 'envoy.service.auth.v3.Authorization');
+  const client = new Client(target, grpc.credentials.createInsecure(), {
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+  });
+  const check = (client as unknown as { Check: CheckMethod }).Check.bind(client);
+  const statusCodes = statusCodesFrom(protos);
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_AUTHZ_TIMEOUT_MS;
+
+  return {
+    check(input: CheckInput): Promise<Decision> {
+      return new Promise((resolve) => {
+        check(toCheckRequest(input), { deadline: Date.now() + timeoutMs }, (err, response) => {
+          resolve(err ? authzUnavailable() : decodeCheckResponse(response, statusCodes));
+        });
+      });
+    },
+    close() {
+      client.close();
+    },
+  };
+}

@@ -1,0 +1,36 @@
+/** Prometheus metrics of the usage pipeline, registered once per registry. */
+import { Counter, Gauge, register as defaultRegistry, type Registry } from 'prom-client';
+
+export interface UsageMetrics {
+  readonly published: Counter;
+  readonly publishFailures: Counter;
+  readonly spooled: Counter;
+  readonly spoolBytes: Gauge;
+  readonly spoolSpans: Gauge;
+  readonly queueDepth: Gauge;
+  readonly aggregated: Counter;
+  readonly duplicates: Counter;
+  readonly otelExported: Counter;
+}
+
+const byRegistry = new WeakMap<Registry, UsageMetrics>();
+
+/** The pipeline's metrics on `registry` (the default one unless given). */
+export function usageMetrics(registry: Registry = defaultRegistry): UsageMetrics {
+  const existing = byRegistry.get(registry);
+  if (existing) return existing;
+  const registers = [registry];
+  const m: UsageMetrics = {
+    published: new Counter({ name: 'voicegate_usage_spans_published_total', help: 'Spans acknowledged by NATS JetStream.', registers }),
+    publishFailures: new Counter({ name: 'voicegate_usage_publish_failures_total', help: 'Span publishes that failed or timed out (the span went to the spool).', registers }),
+    spooled: new Counter({ name: 'voicegate_usage_spans_spooled_total', help: 'Spans written to the disk spool while NATS was unavailable.', registers }),
+    spoolBytes: new Gauge({ name: 'voicegate_usage_spool_bytes', help: 'Bytes waiting in the disk spool; above 0 means NATS is or was unreachable.', registers }),
+    spoolSpans: new Gauge({ name: 'voicegate_usage_spool_spans', help: 'Spans waiting in the disk spool.', registers }),
+    queueDepth: new Gauge({ name: 'voicegate_usage_publish_queue', help: 'Spans in memory awaiting a NATS acknowledgement.', registers }),
+    aggregated: new Counter({ name: 'voicegate_usage_spans_aggregated_total', help: 'Spans written to PostgreSQL for the first time.', registers }),
+    duplicates: new Counter({ name: 'voicegate_usage_spans_duplicate_total', help: 'Redelivered spans already in PostgreSQL (not counted again).', registers }),
+    otelExported: new Counter({ name: 'voicegate_usage_otel_exported_total', help: 'Spans exported over OTLP.', registers }),
+  };
+  byRegistry.set(registry, m);
+  return m;
+}

@@ -1,0 +1,112 @@
+/**
+ * Reading roll-ups back: the rows behind `voicegate usage` and `GET /usage`.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Pool } from 'pg';
+import { z } from 'zod';
+
+export const USAGE_DIMENSIONS = ['user', 'team', 'model', 'account'] as const;
+export type UsageDimension = (typeof USAGE_DIMENSIONS)[number];
+
+export interface UsageRow {
+  /** The user, team, model (`provider/model`) or account name; '' = none. */
+  readonly key: string;
+  readonly requests: number;
+  readonly errors: number;
+  readonly characters: number;
+  /** Exact decimal string. */
+  readonly audioSeconds: string;
+  /** Exact decimal string, USD. */
+  readonly costUsd: string;
+}
+
+const KEY_SQL: Record<UsageDimension, { table: string; key: string }> = {
+  user: { table: 'usage_daily', key: 'user_name' },
+  team: { table: 'usage_team_daily', key: 'team' },
+  model: { table: 'usage_daily', key: "provider || '/' || model" },
+  account: { table: 'usage_daily', key: 'account' },
+};
+
+/**
+ * Parses `--since`: an ISO date/time, or a relative `Nd` / `Nh`. Roll-ups are daily, so the
+ * result is the UTC day containing that instant (inclusive).
+ * @example parseSince('7d', new Date('2025-01-10T12:00:00Z')) // '2025-01-03'
+ */
+export function parseSince(text: string, now: Date = new Date()): string {
+  const rel = /^(\d+)([dh])$/.exec(text.trim());
+  const at = rel ? new Date(now.getTime() - Number(rel[1]) * (rel[2] === 'd' ? 86_400_000 : 3_600_000)) : new Date(text);
+  if (Number.isNaN(at.getTime())) throw new RangeError(`--since must be an ISO date or like 7d / 24h, got ${JSON.stringify(text)}`);
+  return at.toISOString().slice(0, 10);
+}
+
+/** Sums the roll-ups by one dimension from `sinceDay` (YYYY-MM-DD, UTC) on, costliest first. */
+export async function queryUsage(pool: Pool, by: UsageDimension, sinceDay: string): Promise<UsageRow[]> {
+  const { table, key } = KEY_SQL[by];
+  const { rows } = await pool.query<{ key: string; requests: string; errors: string; characters: string; audio_seconds: string; cost_usd: string }>(
+    `SELECT ${key} AS key, sum(requests)::text AS requests, sum(errors)::text AS errors,
+            sum(characters)::text AS characters, sum(audio_seconds)::text AS audio_seconds, sum(cost_usd)::text AS cost_usd
+       FROM ${table} WHERE day >= $1::date GROUP BY 1 ORDER BY sum(cost_usd) DESC, 1`,
+    [sinceDay],
+  );
+  return rows.map((r) => ({
+    key: r.key,
+    requests: Number(r.requests),
+    errors: Number(r.errors),
+    characters: Number(r.characters),
+    audioSeconds: trimDecimal(r.audio_seconds),
+    costUsd: trimDecimal(r.cost_usd),
+  }));
+}
+
+function trimDecimal(s: string): string {
+  return s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s;
+}
+
+/** A fixed-width text table of usage rows. */
+export function formatUsageTable(by: UsageDimension, rows: readonly UsageRow[]): string {
+  const head = [by.toUpperCase(), 'REQUESTS', 'ERRORS', 'CHARACTERS', 'AUDIO_SECONDS', 'COST_USD'];
+  const body = rows.map((r) => [r.key || '-', String(r.requests), String(r.errors), String(r.characters), r.audioSeconds, r.costUsd]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(head), ...body.map(line)].join('\n');
+}
+
+const querySchema = z.object({
+  by: z.enum(USAGE_DIMENSIONS).default('user'),
+  since: z.string().default('30d'),
+});
+
+/**
+ * `GET /usage?by=user|team|model|account&since=ISO|7d` → `{ by, since, rows }` JSON. Returns
+ * false when the request is not for `/usage`, so it can sit in front of other handlers.
+ */
+export function createUsageHttpHandler(pool: Pool): (req: IncomingMessage, res: ServerResponse) => Promise<boolean> {
+  return async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== '/usage') return false;
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method !== 'GET') {
+      send(405, { error: { code: 'method_not_allowed', message: 'use GET' } });
+      return true;
+    }
+    const q = querySchema.safeParse(Object.fromEntries(url.searchParams));
+    let since: string;
+    try {
+      if (!q.success) throw new RangeError('by must be one of user, team, model, account');
+      since = parseSince(q.data.since);
+    } catch (err) {
+      send(400, { error: { code: 'invalid_query', message: (err as Error).message } });
+      return true;
+    }
+    try {
+      const rows = await queryUsage(pool, q.data.by, since);
+      send(200, { by: q.data.by, since, rows });
+    } catch {
+      send(503, { error: { code: 'usage_unavailable', message: 'usage database unavailable' } });
+    }
+    return true;
+  };
+}

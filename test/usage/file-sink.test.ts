@@ -1,0 +1,30 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { createUsagePipeline } from '../../extproc/usage/commands.ts';
+import { decodeSpan } from '../../extproc/usage/span.ts';
+import { testSnapshot } from './helpers.ts';
+
+describe('usage pipeline without NATS', () => {
+  it('writes one JSON line per exchange and logs a summary line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vg-file-'));
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
+    const p = await createUsagePipeline({ spoolDir: dir, logger, snapshot: testSnapshot });
+    const o = p.observe({
+      requestId: 'r1', startedAtMs: Date.now(), startHr: process.hrtime.bigint(), method: 'POST',
+      path: '/smallest/waves/v1/lightning-v3.1/get_speech', routeKind: 'rest', headers: {}, decision: 'allow',
+      metadata: { user: 'alice', provider: 'smallest', model: 'lightning-v3.1', model_type: 'tts' },
+      requestBody: new TextEncoder().encode('{"text":"hello"}'),
+    });
+    o.end({ status: 200 });
+    await p.close();
+    const spans = readFileSync(join(dir, 'spans.jsonl'), 'utf8').trim().split('\n').map((l) => decodeSpan(l));
+    expect(spans).toHaveLength(1);
+    expect(spans[0]).toMatchObject({ user: 'alice', characters: 5, costUsd: '0.0000975' });
+    expect(lines.some((l) => JSON.parse(l).msg === 'usage' && JSON.parse(l).costUsd === '0.0000975')).toBe(true);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});

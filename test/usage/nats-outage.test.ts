@@ -1,0 +1,120 @@
+/**
+ * NATS goes away while spans flow and comes back: every span reaches PostgreSQL exactly once.
+ * Uses a private nats-server on a random port (never the machine's shared one).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAggregator } from '../../extproc/usage/aggregator.ts';
+import { NatsSpanSink } from '../../extproc/usage/nats-sink.ts';
+import { eventually, freshDatabase, makeSpan, silentLogger } from './helpers.ts';
+
+const tmp = mkdtempSync(join(tmpdir(), 'vg-outage-'));
+let db: Awaited<ReturnType<typeof freshDatabase>>;
+let server: ChildProcess | undefined;
+let port = 0;
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const p = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+async function startNats(): Promise<void> {
+  server = spawn('/usr/sbin/nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(tmp, 'js')], { stdio: 'ignore' });
+  await eventually(async () => {
+    try {
+      const nc = await connect({ servers: `nats://127.0.0.1:${port}`, reconnect: false });
+      await nc.close();
+      return true;
+    } catch {
+      return false;
+    }
+  }, 10_000, 'nats-server up');
+}
+
+async function stopNats(): Promise<void> {
+  const s = server;
+  server = undefined;
+  if (!s || s.exitCode !== null) return;
+  await new Promise<void>((r) => {
+    s.once('exit', () => r());
+    s.kill('SIGKILL');
+  });
+}
+
+beforeAll(async () => {
+  db = await freshDatabase();
+  port = await freePort();
+  await startNats();
+});
+
+afterAll(async () => {
+  await stopNats();
+  await db.drop();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('NATS outage', () => {
+  it('spools while NATS is down and replays in order when it returns: every span exactly once', async () => {
+    const url = `nats://127.0.0.1:${port}`;
+    const spoolDir = join(tmp, 'spool');
+    const sink = await NatsSpanSink.start({ servers: url, spoolDir, logger: silentLogger, publishTimeoutMs: 500, retryMs: 200 });
+    await sink.ready();
+    const sent = [];
+    for (let i = 0; i < 50; i++) sent.push(makeSpan({ user: 'before' }));
+    for (const s of sent) sink.publish(s);
+    await sink.flush();
+    expect(sink.stats()).toMatchObject({ mode: 'direct', spoolSpans: 0 });
+
+    await stopNats();
+    const during = Array.from({ length: 120 }, () => makeSpan({ user: 'during' }));
+    for (const s of during) {
+      sink.publish(s);
+      if (during.indexOf(s) % 40 === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    await sink.flush();
+    await eventually(() => sink.stats().mode === 'spool' && sink.stats().spoolSpans === 120, 10_000, 'spans spooled');
+    expect(sink.stats().spoolBytes).toBeGreaterThan(0);
+
+    await startNats();
+    await sink.drained(20_000);
+    expect(sink.stats()).toMatchObject({ mode: 'direct', spoolSpans: 0, spoolBytes: 0 });
+    const after = Array.from({ length: 30 }, () => makeSpan({ user: 'after' }));
+    for (const s of after) sink.publish(s);
+    await sink.flush();
+
+    const nc = await connect({ servers: url });
+    const agg = await startAggregator({ nc, pool: db.pool, logger: silentLogger, fetchExpiresMs: 200 });
+    await eventually(async () => {
+      const r = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM usage_spans');
+      return r.rows[0]!.n >= 200;
+    }, 20_000, 'all spans aggregated');
+    const rows = await db.pool.query<{ user_name: string; requests: string }>('SELECT user_name, sum(requests)::text AS requests FROM usage_daily GROUP BY 1 ORDER BY 1');
+    expect(rows.rows).toEqual([
+      { user_name: 'after', requests: '30' },
+      { user_name: 'before', requests: '50' },
+      { user_name: 'during', requests: '120' },
+    ]);
+    // The spooled spans kept their order in the stream.
+    const jsm = await nc.jetstreamManager();
+    const info = await jsm.streams.info('VOICEGATE_SPANS');
+    expect(info.state.messages).toBe(200);
+    const inStream: string[] = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage('VOICEGATE_SPANS', { seq });
+      inStream.push((m.json() as { spanId: string }).spanId);
+    }
+    const duringIds = new Set(during.map((s) => s.spanId));
+    expect(inStream.filter((id) => duringIds.has(id))).toEqual(during.map((s) => s.spanId));
+    await agg.stop();
+    await nc.close();
+    await sink.close();
+  });
+});
