@@ -12,6 +12,9 @@ import { readTtsBody } from './tts-body.ts';
 /** Caller headers that can carry a credential; removed on every allowed request. */
 export const CREDENTIAL_HEADERS: readonly string[] = ['x-api-key', 'cookie', 'proxy-authorization'];
 
+/** Set by Envoy (`allow_partial_message`) and the edge on Check when the body was cut at the limit. */
+export const PARTIAL_BODY_HEADER = 'x-envoy-auth-partial-body';
+
 /** The query parameter browsers use to pass a token on WebSocket URLs. */
 export const TOKEN_QUERY_PARAMETER = 'token';
 
@@ -55,6 +58,11 @@ export function decide(input: CheckInput, snapshot: Snapshot | undefined, identi
 
   const body = spec.readsBody && input.body ? readTtsBody(input.body) : undefined;
   if (body?.characters !== undefined) meta.characters = body.characters;
+  if (body && !body.json && spec.model === 'body-or-query' && input.headers[PARTIAL_BODY_HEADER] === 'true') {
+    // A cut body hides its `model`: deciding on the query or default model instead would let the
+    // provider serve whatever model the whole body names, on an account chosen for another one.
+    return deny(413, 'body_too_large', 'the request body is larger than the gateway inspects, so its "model" cannot be checked; send shorter text per request', meta);
+  }
 
   const upstreamPath = withoutToken(parsed.upstreamPath, parsed.query, query);
   meta.upstream_path = upstreamPath;

@@ -71,22 +71,46 @@ interface CompiledIssuer {
 }
 
 /** Remote key sets outlive snapshots so that a config swap does not refetch every JWKS. */
-const remoteSets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+const remoteSets = new Map<string, JWTVerifyGetKey>();
 
-function remoteSet(url: string, opts: VerifierOptions): ReturnType<typeof createRemoteJWKSet> {
+/** Longest wait before retrying a JWKS that has never loaded (an IdP that starts after us). */
+const FIRST_LOAD_RETRY_MS = 1_000;
+
+function remoteSet(url: string, opts: VerifierOptions): JWTVerifyGetKey {
   const key = `${url}#${opts.jwksCooldownMs ?? ''}#${opts.jwksTimeoutMs ?? ''}`;
-  let set = remoteSets.get(key);
-  if (!set) {
-    set = createRemoteJWKSet(new URL(url), {
-      cooldownDuration: opts.jwksCooldownMs ?? 30_000,
+  let getKey = remoteSets.get(key);
+  if (!getKey) {
+    const cooldownMs = opts.jwksCooldownMs ?? 30_000;
+    const set = createRemoteJWKSet(new URL(url), {
+      cooldownDuration: cooldownMs,
       cacheMaxAge: Infinity,
       timeoutDuration: opts.jwksTimeoutMs ?? 5_000,
     });
-    remoteSets.set(key, set);
+    // jose refetches on every call until a first load succeeds; while the IdP is unreachable,
+    // retry at most once per interval instead of on every request.
+    let failedAt: number | undefined;
+    const load = (): Promise<void> =>
+      set.reload().then(
+        () => void (failedAt = undefined),
+        (err: unknown) => {
+          failedAt = Date.now();
+          throw err;
+        },
+      );
+    getKey = async (header, token) => {
+      if (!set.fresh) {
+        if (failedAt !== undefined && Date.now() - failedAt < Math.min(cooldownMs, FIRST_LOAD_RETRY_MS)) {
+          throw new Error('JWKS not loaded yet');
+        }
+        await load();
+      }
+      return set(header, token);
+    };
+    remoteSets.set(key, getKey);
     // Warm the cache now so the first request does not pay for the fetch.
-    set.reload().catch(() => {});
+    load().catch(() => {});
   }
-  return set;
+  return getKey;
 }
 
 function claimsSchema(c: IssuerConfig): CompiledIssuer['claims'] {

@@ -6,21 +6,24 @@
 const decoder = new TextDecoder('utf-8', { fatal: false });
 
 export interface TtsBodyFacts {
+  /** Whether the body parsed as a JSON object (a cut or non-JSON body does not). */
+  readonly json: boolean;
   readonly model?: string;
   readonly characters?: number;
 }
 
 export function readTtsBody(body: Uint8Array): TtsBodyFacts {
-  if (body.byteLength === 0 || body.byteLength > 1 << 20) return {};
+  if (body.byteLength === 0 || body.byteLength > 1 << 20) return { json: false };
   let parsed: unknown;
   try {
     parsed = JSON.parse(decoder.decode(body));
   } catch {
-    return {};
+    return { json: false };
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return {};
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { json: false };
   const { model, text } = parsed as { model?: unknown; text?: unknown };
   return {
+    json: true,
     ...(typeof model === 'string' && model.length > 0 && model.length <= 128 ? { model } : {}),
     ...(typeof text === 'string' ? { characters: countCodePoints(text) } : {}),
   };

@@ -7,14 +7,16 @@
 import { parseArgs } from 'node:util';
 import { createAuthorizer } from '../authz/authorizer.ts';
 import { loadSnapshotFromFile } from '../config/load.ts';
-import { StaticSnapshotSource } from '../config/snapshot.ts';
+import { reloadOnSighup } from '../config/reload.ts';
+import { StaticSnapshotSource, type SnapshotSource } from '../config/snapshot.ts';
 import { registerAccessLogService } from '../envoy/access-log-service.ts';
 import { registerExtProcService } from '../envoy/ext-proc-service.ts';
-import { startExtprocServer } from '../envoy/server.ts';
+import { startExtprocServer, type ExtprocServerOptions } from '../envoy/server.ts';
 import { startSidePort } from '../observability/http-server.ts';
 import { createLogger } from '../observability/logger.ts';
 import { createAuthzMetrics } from '../observability/metrics.ts';
 import { createUsagePipeline } from '../usage/commands.ts';
+import type { SpanSink } from '../usage/span-sink.ts';
 import { waitForShutdown } from './signals.ts';
 
 const USAGE = 'usage: voicegate extproc --config FILE [--host 0.0.0.0] [--port 50051] [--http-port 9464] [--spool-dir DIR]';
@@ -23,6 +25,14 @@ function port(text: string | undefined, fallback: number): number | undefined {
   if (text === undefined) return fallback;
   const n = Number(text);
   return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : undefined;
+}
+
+/** ext_proc and the access-log service, which turn Envoy's view of each request into a span. */
+export function envoyUsageServices(sink: SpanSink, source: SnapshotSource): ExtprocServerOptions['extraServices'] {
+  return [
+    (s, protos) => registerExtProcService(s, protos, sink),
+    (s, protos) => registerAccessLogService(s, protos, sink, { snapshot: () => source.current() }),
+  ];
 }
 
 export async function extprocCommand(args: string[], signal?: AbortSignal): Promise<number> {
@@ -72,17 +82,16 @@ export async function extprocCommand(args: string[], signal?: AbortSignal): Prom
     source,
     logger,
     metrics,
-    extraServices: [
-      (s, protos) => registerExtProcService(s, protos, usage.sink),
-      (s, protos) => registerAccessLogService(s, protos, usage.sink, { snapshot: () => source.current() }),
-    ],
+    extraServices: envoyUsageServices(usage.sink, source),
   });
   const side = await startSidePort({ port: httpPort, registry: metrics.registry, ready: () => source.current() !== undefined });
+  const stopReload = reloadOnSighup(source, values.config, logger);
   logger.info({ grpcPort: server.port, httpPort: side.port, config: source.current()?.origin }, 'extproc ready');
 
   const why = await waitForShutdown(signal);
   logger.info({ why }, 'extproc draining');
   // Report NOT_SERVING first so Envoy's health check moves traffic away, then stop.
+  stopReload();
   server.drain();
   await server.close();
   await side.close();

@@ -8,10 +8,9 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createAuthorizer } from '../authz/authorizer.ts';
 import { loadSnapshotFromFile } from '../config/load.ts';
+import { reloadOnSighup } from '../config/reload.ts';
 import { StaticSnapshotSource, type Snapshot } from '../config/snapshot.ts';
 import { startEdge } from '../edge/server.ts';
-import { registerAccessLogService } from '../envoy/access-log-service.ts';
-import { registerExtProcService } from '../envoy/ext-proc-service.ts';
 import { startExtprocServer } from '../envoy/server.ts';
 import { startSidePort } from '../observability/http-server.ts';
 import { createLogger } from '../observability/logger.ts';
@@ -19,6 +18,7 @@ import { createAuthzMetrics } from '../observability/metrics.ts';
 import { createUsagePipeline } from '../usage/commands.ts';
 import { createUsageHttpHandler } from '../usage/usage-query.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/server.ts';
+import { envoyUsageServices } from './extproc-command.ts';
 import { waitForShutdown } from './signals.ts';
 import { devIssuer, signDevToken } from './token-command.ts';
 
@@ -89,6 +89,10 @@ export async function startCommand(args: string[], signal?: AbortSignal, out: (s
       ...(natsUrl ? { natsUrl } : {}),
       ...(natsUrl && databaseUrl ? { databaseUrl } : {}),
       spoolDir: values['spool-dir'],
+      // Separate runs sharing one NATS (tests, side-by-side gateways) each get their own stream.
+      ...(process.env['VOICEGATE_STREAM'] ? { stream: process.env['VOICEGATE_STREAM'] } : {}),
+      ...(process.env['VOICEGATE_SUBJECT_PREFIX'] ? { subjectPrefix: process.env['VOICEGATE_SUBJECT_PREFIX'] } : {}),
+      ...(process.env['VOICEGATE_DURABLE'] ? { durable: process.env['VOICEGATE_DURABLE'] } : {}),
       logger,
       snapshot: () => source.current(),
     });
@@ -101,10 +105,7 @@ export async function startCommand(args: string[], signal?: AbortSignal, out: (s
       source,
       logger,
       metrics,
-      extraServices: [
-        (s, protos) => registerExtProcService(s, protos, usage.sink),
-        (s, protos) => registerAccessLogService(s, protos, usage.sink, { snapshot: () => source.current() }),
-      ],
+      extraServices: envoyUsageServices(usage.sink, source),
     });
     closers.push(() => grpcServer.close(2_000));
     const pool = databaseUrl ? new pg.Pool({ connectionString: databaseUrl, max: 2 }) : undefined;
@@ -119,8 +120,10 @@ export async function startCommand(args: string[], signal?: AbortSignal, out: (s
     closers.push(() => side.close());
     const edge = await startEdge({ host: values.host, port: edgePort, source, authorizer, observe: usage.observe, logger });
     closers.push(() => edge.close());
+    const stopReload = reloadOnSighup(source, values.config, logger);
+    closers.push(async () => stopReload());
 
-    out(await banner({ snapshot, edgeUrl: edge.url, grpcPort: grpcServer.port, httpPort: side.port, simulator, usage: natsUrl ? (databaseUrl ? 'nats+postgres' : 'nats') : `file ${values['spool-dir']}/spans.jsonl` }));
+    out(await banner({ snapshot, configPath: values.config, edgeUrl: edge.url, grpcPort: grpcServer.port, httpPort: side.port, simulator, usage: natsUrl ? (databaseUrl ? 'nats+postgres' : 'nats') : `file ${values['spool-dir']}/spans.jsonl` }));
     const why = await waitForShutdown(signal);
     logger.info({ why }, 'stopping');
     await closeAll();
@@ -133,7 +136,12 @@ export async function startCommand(args: string[], signal?: AbortSignal, out: (s
   }
 }
 
-async function banner(p: { snapshot: Snapshot; edgeUrl: string; grpcPort: number; httpPort: number; simulator: SimulatorHandle | undefined; usage: string }): Promise<string> {
+/** `word` as one POSIX shell word: bare when it is plain, single-quoted otherwise. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+async function banner(p: { snapshot: Snapshot; configPath: string; edgeUrl: string; grpcPort: number; httpPort: number; simulator: SimulatorHandle | undefined; usage: string }): Promise<string> {
   const lines = [
     '',
     'voicegate is running',
@@ -163,7 +171,8 @@ async function banner(p: { snapshot: Snapshot; edgeUrl: string; grpcPort: number
       'WebSocket text to speech (token in the query, as browsers send it):',
       `  node -e "const w=new (require('ws'))('${ws}/smallest/waves/v1/tts/live?token='+process.env.VG_TOKEN);w.on('open',()=>w.send(JSON.stringify({text:'Hi there',voice_id:'magnus',complete_backoff_ms:200})));w.on('message',m=>{const f=JSON.parse(m);console.log(f.status);if(f.status==='complete')w.close()})"`,
       '',
-      'Other users: voicegate token --config <file> --user bob   (bob may use pulse only; mallory nothing)',
+      'A token for another user (bob may use pulse only; mallory nothing):',
+      `  node bin/voicegate.js token --config ${shellWord(p.configPath)} --user bob`,
       '',
     );
   }

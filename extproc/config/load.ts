@@ -36,7 +36,8 @@ export async function loadSnapshotFromText(
   if (doc.errors.length > 0) {
     throw new ConfigError(
       opts.origin,
-      doc.errors.map((e) => ({ path: '', message: `YAML: ${e.message.split('\n')[0] ?? e.message}` })),
+      // prettyErrors appends a code frame after "line L, column C:"; keep the location, drop the frame.
+      doc.errors.map((e) => ({ path: '', message: `YAML: ${(e.message.split('\n')[0] ?? e.message).replace(/:$/, '')}` })),
     );
   }
   const parsed = configDocument.safeParse(doc.toJS());

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { createAuthorizer } from '../authz/authorizer.ts';
 import type { Authorizer } from '../authz/types.ts';
 import { loadSnapshotFromFile } from '../config/load.ts';
+import { reloadOnSighup } from '../config/reload.ts';
 import { StaticSnapshotSource } from '../config/snapshot.ts';
 import { createGrpcAuthorizer } from '../envoy/authz-client.ts';
 import { createLogger } from '../observability/logger.ts';
@@ -61,6 +62,7 @@ export async function edgeCommand(args: string[], signal?: AbortSignal): Promise
   const grpcClient = authz === 'inproc' ? undefined : createGrpcAuthorizer(authz.slice('grpc://'.length));
   const authorizer: Authorizer = grpcClient ?? createAuthorizer(snapshotSource);
   const edge = await startEdge({ host, port, source: snapshotSource, authorizer, logger });
+  const stopReload = reloadOnSighup(snapshotSource, config, logger);
   logger.info({ url: edge.url, authz }, 'edge ready');
 
   await new Promise<void>((resolve) => {
@@ -76,6 +78,7 @@ export async function edgeCommand(args: string[], signal?: AbortSignal): Promise
     if (signal?.aborted) stop();
   });
   logger.info('edge stopping');
+  stopReload();
   await edge.close();
   grpcClient?.close();
   await snapshotSource.close();

@@ -1,6 +1,6 @@
 /**
  * CLI commands of the usage pipeline and the factory `npm start` wires in.
- *   voicegate aggregator  [--nats URL] [--database URL] [--stream NAME] [--subject-prefix P] [--durable NAME]
+ *   voicegate aggregator  [--nats URL] [--database URL] [--stream NAME] [--subject-prefix P] [--durable NAME] [--batch N] [--ack-wait MS]
  *   voicegate otel-export [--nats URL] [--endpoint URL] [--stream NAME] [--subject-prefix P] [--durable NAME]
  *   voicegate usage [--by user|team|model|account] [--since ISO|7d] [--json] [--database URL]
  * Defaults come from NATS_URL, DATABASE_URL and OTEL_EXPORTER_OTLP_ENDPOINT.
@@ -35,6 +35,13 @@ function waitForSignal(): Promise<string> {
   });
 }
 
+/** `--stream` / `--subject-prefix` fall back to the env vars `voicegate start` reads, so both agree. */
+function streamSettings(values: { stream?: string | undefined; 'subject-prefix'?: string | undefined }): { name?: string; subjectPrefix?: string } {
+  const name = values.stream ?? process.env['VOICEGATE_STREAM'];
+  const subjectPrefix = values['subject-prefix'] ?? process.env['VOICEGATE_SUBJECT_PREFIX'];
+  return { ...(name ? { name } : {}), ...(subjectPrefix ? { subjectPrefix } : {}) };
+}
+
 const streamFlags = {
   nats: { type: 'string' },
   stream: { type: 'string' },
@@ -44,7 +51,7 @@ const streamFlags = {
 
 /** `voicegate aggregator`: consume spans into PostgreSQL until SIGINT/SIGTERM. */
 export async function aggregatorCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { ...streamFlags, database: { type: 'string' }, batch: { type: 'string' } } });
+  const { values } = parseArgs({ args, options: { ...streamFlags, database: { type: 'string' }, batch: { type: 'string' }, 'ack-wait': { type: 'string' } } });
   const natsUrl = values.nats ?? process.env.NATS_URL;
   const databaseUrl = values.database ?? process.env.DATABASE_URL;
   const log = stderrLogger();
@@ -52,16 +59,22 @@ export async function aggregatorCommand(args: string[]): Promise<number> {
     log.error('aggregator needs --nats (or NATS_URL) and --database (or DATABASE_URL)');
     return 2;
   }
+  const positive = (v: string | undefined) => v === undefined || (Number.isSafeInteger(Number(v)) && Number(v) > 0);
+  if (!positive(values.batch) || !positive(values['ack-wait'])) {
+    log.error('--batch and --ack-wait must be positive integers');
+    return 2;
+  }
+  const durable = values.durable ?? process.env['VOICEGATE_DURABLE'];
   const nc = await connect({ servers: natsUrl, name: 'voicegate-aggregator', maxReconnectAttempts: -1 });
   const pool = new pg.Pool({ connectionString: databaseUrl });
   const running = await startAggregator({
     nc,
     pool,
     logger: log,
-    ...(values.stream ? { name: values.stream } : {}),
-    ...(values['subject-prefix'] ? { subjectPrefix: values['subject-prefix'] } : {}),
-    ...(values.durable ? { durable: values.durable } : {}),
+    ...streamSettings(values),
+    ...(durable ? { durable } : {}),
     ...(values.batch ? { batchSize: Number(values.batch) } : {}),
+    ...(values['ack-wait'] ? { ackWaitMs: Number(values['ack-wait']) } : {}),
   });
   log.info({ nats: natsUrl }, 'aggregator running');
   const code = await Promise.race([waitForSignal().then(() => 0), running.done.then(() => 0, () => 1)]);
@@ -86,8 +99,7 @@ export async function otelExportCommand(args: string[]): Promise<number> {
     nc,
     endpoint: tracesUrl(endpoint),
     logger: log,
-    ...(values.stream ? { name: values.stream } : {}),
-    ...(values['subject-prefix'] ? { subjectPrefix: values['subject-prefix'] } : {}),
+    ...streamSettings(values),
     ...(values.durable ? { durable: values.durable } : {}),
   });
   log.info({ endpoint: tracesUrl(endpoint) }, 'otel export running');
@@ -139,6 +151,12 @@ export interface UsagePipelineOptions {
   readonly spoolDir: string;
   readonly logger: Logger;
   readonly snapshot: () => Snapshot | undefined;
+  /** JetStream stream name (default `VOICEGATE_SPANS`); lets tests and side-by-side runs share a NATS. */
+  readonly stream?: string;
+  /** Subject prefix spans are published under (default `voicegate.spans`). */
+  readonly subjectPrefix?: string;
+  /** Durable name of the in-process aggregator's consumer (default `voicegate-aggregator`). */
+  readonly durable?: string;
 }
 
 export interface UsagePipeline {
@@ -159,7 +177,11 @@ export async function createUsagePipeline(opts: UsagePipelineOptions): Promise<U
     log.info({ path: sink.path }, 'NATS_URL not set: usage spans go to a local file');
     return { sink, observe: createUsageObserverFactory({ sink, snapshot: opts.snapshot, onError: (err) => log.error({ err }, 'usage span failed') }), close: () => sink.close() };
   }
-  const sink = await NatsSpanSink.start({ servers: opts.natsUrl, spoolDir: opts.spoolDir, logger: log });
+  const streamOpts = {
+    ...(opts.stream ? { name: opts.stream } : {}),
+    ...(opts.subjectPrefix ? { subjectPrefix: opts.subjectPrefix } : {}),
+  };
+  const sink = await NatsSpanSink.start({ servers: opts.natsUrl, spoolDir: opts.spoolDir, logger: log, ...streamOpts });
   let stopped = false;
   let nc: NatsConnection | undefined;
   let pool: pg.Pool | undefined;
@@ -172,7 +194,7 @@ export async function createUsagePipeline(opts: UsagePipelineOptions): Promise<U
             nc = await connect({ servers: opts.natsUrl, name: 'voicegate-aggregator', maxReconnectAttempts: -1 });
             pool = new pg.Pool({ connectionString: databaseUrl });
             if (stopped) break;
-            running = await startAggregator({ nc, pool, logger: log });
+            running = await startAggregator({ nc, pool, logger: log, ...streamOpts, ...(opts.durable ? { durable: opts.durable } : {}) });
             log.info('in-process usage aggregator running');
             return;
           } catch (err) {

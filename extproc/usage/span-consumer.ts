@@ -86,6 +86,17 @@ export async function startSpanConsumer(opts: SpanConsumerOptions): Promise<Runn
           m.term();
         }
       }
+      // A slow handler (OTLP retries, a long transaction) must not outlive the ack wait, or JetStream
+      // would redeliver the batch while it is still being handled and it would be handled twice.
+      const ackWaitMs = opts.ackWaitMs ?? 30_000;
+      const progress = setInterval(() => {
+        try {
+          for (const m of good) m.working();
+        } catch {
+          // Connection closed: the batch will be redelivered, which the handlers tolerate.
+        }
+      }, Math.max(100, Math.floor(ackWaitMs / 3)));
+      for (const m of good) m.ack();
       try {
         await opts.handle(spans);
       } catch (err) {
@@ -93,6 +104,8 @@ export async function startSpanConsumer(opts: SpanConsumerOptions): Promise<Runn
         for (const m of good) m.nak(opts.retryMs ?? 1000);
         await sleep(opts.retryMs ?? 1000);
         continue;
+      } finally {
+        clearInterval(progress);
       }
       for (const m of good) m.ack();
     }
