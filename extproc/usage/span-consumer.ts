@@ -96,7 +96,6 @@ export async function startSpanConsumer(opts: SpanConsumerOptions): Promise<Runn
           // Connection closed: the batch will be redelivered, which the handlers tolerate.
         }
       }, Math.max(100, Math.floor(ackWaitMs / 3)));
-      for (const m of good) m.ack();
       try {
         await opts.handle(spans);
       } catch (err) {

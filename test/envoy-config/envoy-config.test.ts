@@ -235,7 +235,7 @@ describe.each(ENVOY_FILES)('%s has the properties the gateway relies on', (file)
     }
   });
 
-  it('streams access logs over gRPC to extproc as `voicegate`, without extra headers', () => {
+  it('streams access logs over gRPC to extproc as `voicegate`, with the trace and provider ids but no credential header', () => {
     const logs = hcm['access_log'] as { name: string; typed_config: Obj }[];
     const grpc = logs.find((l) => l.name === 'envoy.access_loggers.http_grpc')!;
     expect(grpc.typed_config['@type']).toBe(
@@ -246,7 +246,10 @@ describe.each(ENVOY_FILES)('%s has the properties the gateway relies on', (file)
       transport_api_version: 'V3',
       grpc_service: { envoy_grpc: { cluster_name: 'extproc' } },
     });
-    expect(grpc.typed_config['additional_request_headers_to_log']).toBeUndefined();
+    expect(grpc.typed_config['additional_request_headers_to_log']).toEqual(['traceparent']);
+    expect(grpc.typed_config['additional_response_headers_to_log']).toEqual(['x-request-id']);
+    const logged = JSON.stringify(grpc.typed_config).toLowerCase();
+    for (const secret of ['authorization', 'x-api-key', 'cookie']) expect(logged).not.toContain(secret);
   });
 
   it('reaches extproc:50051 over HTTP/2 with gRPC health checks', () => {
