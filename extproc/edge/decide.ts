@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { Authorizer, CheckInput, Decision, RouteKind } from '../authz/types.ts';
+import { authzUnavailable } from '../envoy/check-response-decode.ts';
 import type { ExchangeStart } from './exchange-observer.ts';
 import { withoutCredentials } from './headers.ts';
 import { removeQueryParams } from './query.ts';
@@ -15,14 +16,7 @@ export async function decide(authorizer: Authorizer, input: CheckInput, logger: 
     return await authorizer.check(input);
   } catch (err) {
     logger.warn({ err, requestId: input.requestId }, 'authorizer failed; denying');
-    return {
-      kind: 'deny',
-      status: 503,
-      code: 'authz_unavailable',
-      message: 'The authorization service is unavailable; try again shortly.',
-      headers: {},
-      metadata: {},
-    };
+    return authzUnavailable();
   }
 }
 

@@ -86,6 +86,10 @@ export function createGrpcAuthorizer(target: string, opts: GrpcAuthorizerOptions
   const check = (client as unknown as { Check: CheckMethod }).Check.bind(client);
   const statusCodes = statusCodesFrom(protos);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_AUTHZ_TIMEOUT_MS;
+  // Connect now rather than on the first Check: the HTTP/2 handshake would otherwise eat the first
+  // request's 200 ms deadline and turn it into a 503. Failure here is fine — calls retry the
+  // connection and fail closed on their own deadline.
+  client.waitForReady(Date.now() + 5_000, () => {});
 
   return {
     check(input: CheckInput): Promise<Decision> {

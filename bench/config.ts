@@ -1,0 +1,38 @@
+/**
+ * The benchmark's configuration: examples/voicegate.yaml with its upstream pointed at the
+ * simulator's ephemeral port, so the gateway runs exactly the example policy (JWT → model →
+ * account → key injection), and the provider keys that config injects, which the simulator accepts.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadSnapshotFromText } from '../extproc/config/load.ts';
+import type { Snapshot } from '../extproc/config/snapshot.ts';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const EXAMPLE_CONFIG = join(REPO_ROOT, 'examples', 'voicegate.yaml');
+
+/** Units far above 64 connections, so the simulator never answers 429 during a run. */
+export const BENCH_UNITS = 1_000_000;
+
+/** The example config's text with `upstream:` replaced (the example's own points at :7070). */
+export function benchConfigText(upstream: string): string {
+  const text = readFileSync(EXAMPLE_CONFIG, 'utf8');
+  const replaced = text.replace(/^(\s*upstream:\s*)\S+/m, `$1${upstream}`);
+  if (replaced === text && !text.includes(`upstream: ${upstream}`)) throw new Error('examples/voicegate.yaml has no upstream line to replace');
+  return replaced;
+}
+
+/** Compiles the example policy against `upstream`; secrets resolve relative to examples/. */
+export function benchSnapshot(upstream: string): Promise<Snapshot> {
+  return loadSnapshotFromText(benchConfigText(upstream), {
+    origin: `bench:${EXAMPLE_CONFIG}`,
+    baseDir: dirname(EXAMPLE_CONFIG),
+    version: 1,
+  });
+}
+
+/** Provider keys of the example accounts (what the edge injects and the simulator must accept). */
+export function providerKeys(): string[] {
+  return ['smallest-tts.key', 'smallest-stt.key'].map((f) => readFileSync(join(REPO_ROOT, 'examples', 'dev', f), 'utf8').trim());
+}

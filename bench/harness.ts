@@ -1,0 +1,107 @@
+/**
+ * What every case gets: the run's settings, a way to start the servers it needs (each in its own
+ * pinned child), the gateway token and the provider key, and the three paths a request can take.
+ */
+import { signDevToken } from '../extproc/cli/token-command.ts';
+import { benchSnapshot, providerKeys } from './config.ts';
+import { startServer, type CpuPlan, type ServerChild } from './processes.ts';
+
+export interface BenchSettings {
+  readonly quick: boolean;
+  /** Measured rounds per figure (after warm-up). */
+  readonly rounds: number;
+  readonly cpu: CpuPlan;
+  /** Extra node flags for edge children (`--cpu-prof …` when profiling). */
+  readonly edgeNodeFlags: readonly string[];
+  log(message: string): void;
+}
+
+/** One way to reach the simulator: base URL and the credential that path expects. */
+export interface Target {
+  readonly name: 'direct' | 'edge in-proc' | 'edge gRPC';
+  /** `http://127.0.0.1:PORT` */
+  readonly origin: string;
+  /** Path prefix before the provider path: '' direct, `/smallest` through the edge. */
+  readonly prefix: string;
+  readonly authorization: string;
+  /** The server processes doing the work on this path (for CPU accounting), upstream excluded. */
+  readonly gateway: readonly ServerChild[];
+}
+
+export interface Topology {
+  readonly sim: ServerChild;
+  readonly edge: ServerChild;
+  readonly extproc?: ServerChild;
+  readonly edgeGrpc?: ServerChild;
+  readonly targets: readonly Target[];
+  stop(): Promise<void>;
+}
+
+export interface TopologyOptions {
+  readonly profile: 'instant' | 'realistic';
+  /** Also start the decision service and an edge that asks it over gRPC. */
+  readonly grpc: boolean;
+  readonly firstAudioMs?: number;
+  readonly speedFactor?: number;
+  /** Extra node flags for every child of this topology (e.g. `--expose-gc`). */
+  readonly nodeFlags?: readonly string[];
+}
+
+/** The provider key the simulator accepts for TTS (what the edge injects). */
+export const SIM_KEY = providerKeys()[0] as string;
+
+let tokenPromise: Promise<string> | undefined;
+
+/** A development JWT for `alice` of team `voice` (entitled to every model), valid for 4 hours. */
+export function gatewayToken(): Promise<string> {
+  tokenPromise ??= benchSnapshot('http://127.0.0.1:1').then((s) => signDevToken(s, { user: 'alice', teams: ['voice'], ttlSeconds: 4 * 3600 }));
+  return tokenPromise;
+}
+
+/** Starts simulator → edge (in-proc) [+ extproc and edge (gRPC)], every child pinned to the SUT core. */
+export async function startTopology(s: BenchSettings, o: TopologyOptions): Promise<Topology> {
+  const cpu = { ...(s.cpu.pinned ? { cpu: s.cpu.sutCpu } : {}), nodeFlags: o.nodeFlags ?? [] };
+  const edgeFlags = { nodeFlags: [...(o.nodeFlags ?? []), ...s.edgeNodeFlags] };
+  const started: ServerChild[] = [];
+  const stop = async () => {
+    for (const c of started.reverse()) await c.stop();
+  };
+  try {
+    const sim = await startServer(
+      'simulator',
+      ['--profile', o.profile, '--first-audio-ms', String(o.firstAudioMs ?? 100), '--speed-factor', String(o.speedFactor ?? 1)],
+      cpu,
+    );
+    started.push(sim);
+    const upstream = `http://127.0.0.1:${sim.port}`;
+    const edge = await startServer('edge', ['--upstream', upstream, '--authz', 'inproc'], { ...cpu, ...edgeFlags });
+    started.push(edge);
+    let extproc: ServerChild | undefined;
+    let edgeGrpc: ServerChild | undefined;
+    if (o.grpc) {
+      extproc = await startServer('extproc', ['--upstream', upstream], cpu);
+      started.push(extproc);
+      edgeGrpc = await startServer('edge', ['--upstream', upstream, '--authz', `127.0.0.1:${extproc.port}`], { ...cpu, ...edgeFlags });
+      started.push(edgeGrpc);
+    }
+    const token = await gatewayToken();
+    const targets: Target[] = [
+      { name: 'direct', origin: upstream, prefix: '', authorization: `Bearer ${SIM_KEY}`, gateway: [] },
+      { name: 'edge in-proc', origin: `http://127.0.0.1:${edge.port}`, prefix: '/smallest', authorization: `Bearer ${token}`, gateway: [edge] },
+    ];
+    if (edgeGrpc && extproc) {
+      targets.push({ name: 'edge gRPC', origin: `http://127.0.0.1:${edgeGrpc.port}`, prefix: '/smallest', authorization: `Bearer ${token}`, gateway: [edgeGrpc, extproc] });
+    }
+    return { sim, edge, ...(extproc ? { extproc } : {}), ...(edgeGrpc ? { edgeGrpc } : {}), targets, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Sum of CPU seconds used so far by a set of processes. */
+export function cpuOf(children: readonly ServerChild[]): number {
+  let t = 0;
+  for (const c of children) t += c.cpuSeconds();
+  return t;
+}

@@ -1,0 +1,141 @@
+/**
+ * `npm run bench [-- --quick] [--only 1,3] [--cpu-prof]` — measures what the gateway adds against a
+ * direct baseline in the same run, prints a markdown table and writes it, with the raw per-round
+ * figures, to bench/results/ (`latest.*` for a full run, `latest-quick.*` for --quick, `partial.*`
+ * for --only). Servers run in pinned child processes (bench/processes.ts); this process is the load
+ * generator. `--cpu-prof` starts every edge with node's --cpu-prof, profiles written to
+ * bench/results/profiles/ (read them with `node bin/run-ts.js bench/profile-top.ts FILE`).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { restLatency } from './cases/rest-latency.ts';
+import { restThroughput } from './cases/rest-throughput.ts';
+import { checkThroughput } from './cases/check-throughput.ts';
+import { jwtVerify } from './cases/jwt-verify.ts';
+import { sseLatency } from './cases/sse.ts';
+import { websocketRelay } from './cases/websocket.ts';
+import { REPO_ROOT } from './config.ts';
+import type { BenchSettings } from './harness.ts';
+import { machineBusySeconds, ownCpuSeconds, pinSelf, planCpus, stopAll } from './processes.ts';
+import { goalMet, renderNotes, renderTable, type CaseResult } from './report.ts';
+
+const CASES: ReadonlyArray<readonly [number, string, (s: BenchSettings) => Promise<CaseResult>]> = [
+  [1, 'REST added latency (1 in flight)', restLatency],
+  [2, 'REST throughput (64 connections)', restThroughput],
+  [3, 'Decision service: Check/s over gRPC', checkThroughput],
+  [4, 'JWT verification', jwtVerify],
+  [5, 'SSE time to first/last event', sseLatency],
+  [6, 'WebSocket relay and idle memory', websocketRelay],
+];
+
+const USAGE = 'usage: npm run bench [-- --quick] [--only 1,2,…] [--rounds N] [--cpu-prof]';
+
+async function main(): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      args: process.argv.slice(2),
+      options: {
+        quick: { type: 'boolean', default: false },
+        only: { type: 'string' },
+        rounds: { type: 'string' },
+        'cpu-prof': { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+      },
+      strict: true,
+    }).values;
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const only = values.only?.split(',').map(Number);
+  const rounds = values.rounds ? Number(values.rounds) : values.quick ? 3 : 5;
+  if ((only && only.some((n) => !CASES.some(([id]) => id === n))) || !Number.isInteger(rounds) || rounds < 1) {
+    process.stderr.write(`bad arguments\n${USAGE}\n`);
+    return 2;
+  }
+
+  const cpu = planCpus();
+  if (cpu.pinned) pinSelf(cpu.loadCpu);
+  const resultsDir = join(REPO_ROOT, 'bench', 'results');
+  const profileDir = join(resultsDir, 'profiles');
+  if (values['cpu-prof']) mkdirSync(profileDir, { recursive: true });
+  const settings: BenchSettings = {
+    quick: values.quick,
+    rounds,
+    cpu,
+    edgeNodeFlags: values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    log: (m) => process.stderr.write(`${m}\n`),
+  };
+  const started = Date.now();
+  settings.log(`voicegate bench (${values.quick ? 'quick' : 'full'}, ${rounds} rounds): ${cpu.note}`);
+
+  const results: CaseResult[] = [];
+  const foreign: Record<number, number> = {};
+  for (const [id, name, run] of CASES) {
+    if (only && !only.includes(id)) continue;
+    const t0 = Date.now();
+    const busy0 = machineBusySeconds();
+    const own0 = ownCpuSeconds();
+    settings.log(`case ${id}: ${name}…`);
+    const result = await run(settings);
+    const wall = (Date.now() - t0) / 1000;
+    // Other work on the machine (another test run, a build) distorts every figure of the case.
+    const others = Math.max(0, machineBusySeconds() - busy0 - (ownCpuSeconds() - own0)) / wall;
+    foreign[id] = others;
+    const warn = others > 0.15 ? ' — figures of this case are disturbed; rerun on a quiet machine' : '';
+    results.push({ ...result, notes: [...result.notes, `Other processes used ${others.toFixed(2)} cores on average during this case${warn}.`] });
+    settings.log(`case ${id} done in ${wall.toFixed(1)} s (other processes: ${others.toFixed(2)} cores)`);
+  }
+  const seconds = (Date.now() - started) / 1000;
+
+  const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
+  const met = results.flatMap((c) => c.rows).map(goalMet).filter((m) => m !== undefined);
+  const md = [
+    `## voicegate benchmark — ${new Date().toISOString()}`,
+    '',
+    `\`${command}\` · Node ${process.version} · ${cpu.cores} × ${cpuModel} · ${values.quick ? 'quick' : 'full'} run, ${rounds} rounds, ${seconds.toFixed(0)} s · goals met: ${met.filter(Boolean).length}/${met.length}`,
+    '',
+    `Pinning: ${cpu.note}. Other processes on the machine: ${Object.entries(foreign).map(([id, c]) => `case ${id} ${c.toFixed(2)}`).join(', ')} cores on average.`,
+    '',
+    renderTable(results),
+    '',
+    renderNotes(results),
+    '',
+  ].join('\n');
+  const json = {
+    date: new Date().toISOString(),
+    command,
+    node: process.version,
+    cpu: { model: cpuModel, ...cpu },
+    mode: values.quick ? 'quick' : 'full',
+    rounds,
+    seconds,
+    otherProcessesCores: foreign,
+    cases: results,
+  };
+  const base = only ? 'partial' : values.quick ? 'latest-quick' : 'latest';
+  mkdirSync(resultsDir, { recursive: true });
+  writeFileSync(join(resultsDir, `${base}.md`), md);
+  writeFileSync(join(resultsDir, `${base}.json`), `${JSON.stringify(json, null, 2)}\n`);
+  process.stdout.write(`${md}\n`);
+  settings.log(`written: bench/results/${base}.md, bench/results/${base}.json`);
+  return 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+} finally {
+  await stopAll();
+}
+process.exit(code);

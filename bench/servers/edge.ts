@@ -1,0 +1,24 @@
+/**
+ * Benchmark child: the embedded edge. `--upstream URL --authz inproc|HOST:PORT` — `inproc` decides
+ * in this process; `HOST:PORT` asks `voicegate extproc` over gRPC (Envoy's ext_authz wire contract).
+ */
+import { createAuthorizer } from '../../extproc/authz/authorizer.ts';
+import { StaticSnapshotSource } from '../../extproc/config/snapshot.ts';
+import { createGrpcAuthorizer } from '../../extproc/envoy/authz-client.ts';
+import { startEdge } from '../../extproc/edge/server.ts';
+import { benchSnapshot } from '../config.ts';
+import { arg, serve } from './lifecycle.ts';
+
+await serve(async () => {
+  const source = new StaticSnapshotSource(await benchSnapshot(arg('upstream')));
+  const mode = arg('authz', 'inproc');
+  const grpc = mode === 'inproc' ? undefined : createGrpcAuthorizer(mode);
+  const edge = await startEdge({ host: '127.0.0.1', port: 0, source, authorizer: grpc ?? createAuthorizer(source) });
+  return {
+    port: edge.port,
+    close: async () => {
+      await edge.close();
+      grpc?.close();
+    },
+  };
+});
