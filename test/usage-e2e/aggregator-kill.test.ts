@@ -3,45 +3,26 @@
  * span must be in PostgreSQL exactly once, in the raw table and in the roll-ups.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from 'nats';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { sumDecimals } from '../../extproc/usage/decimal.ts';
 import { NatsSpanSink } from '../../extproc/usage/nats-sink.ts';
-import { eventually, freshDatabase, makeSpan, silentLogger, uniqueName } from '../usage/helpers.ts';
-import { NATS_URL, REPO } from './helpers.ts';
+import { eventually, makeSpan, silentLogger, uniqueName } from '../usage/helpers.ts';
+import { NATS_URL, REPO, useIsolatedRun } from './helpers.ts';
 
 const TOTAL = 2000;
 const KILLS = 3;
-const stream = uniqueName('VGKILL_SPANS');
+const run = useIsolatedRun('vg-agg-kill-', 'VGKILL_SPANS');
+const { tmp, stream, children } = run;
 const subjectPrefix = `${stream.toLowerCase()}.spans`;
 const durable = uniqueName('agg');
-const tmp = mkdtempSync(join(tmpdir(), 'vg-agg-kill-'));
-let db: Awaited<ReturnType<typeof freshDatabase>>;
-let nc: NatsConnection;
-const children: ChildProcess[] = [];
-
-beforeAll(async () => {
-  db = await freshDatabase();
-  nc = await connect({ servers: NATS_URL });
-});
-
-afterAll(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  await (await nc.jetstreamManager()).streams.delete(stream).catch(() => undefined);
-  await nc.close();
-  await db.drop();
-  rmSync(tmp, { recursive: true, force: true });
-});
 
 function startAggregatorProcess(): { child: ChildProcess; stderr: () => string; exited: Promise<number | string> } {
   const child = spawn(
     process.execPath,
     [
       'bin/voicegate.js', 'aggregator',
-      '--nats', NATS_URL, '--database', db.url,
+      '--nats', NATS_URL, '--database', run.db.url,
       '--stream', stream, '--subject-prefix', subjectPrefix, '--durable', durable,
       // Small batches so that a kill lands mid-stream; a short ack wait so the restart needs no 30 s.
       '--batch', '50', '--ack-wait', '1000',
@@ -56,7 +37,7 @@ function startAggregatorProcess(): { child: ChildProcess; stderr: () => string; 
 }
 
 async function count(sql: string): Promise<string> {
-  const r = await db.pool.query<{ v: string }>(sql).catch(() => ({ rows: [{ v: '0' }] }));
+  const r = await run.db.pool.query<{ v: string }>(sql).catch(() => ({ rows: [{ v: '0' }] }));
   return r.rows[0]?.v ?? '0';
 }
 const rawCount = async () => Number(await count('SELECT count(*)::text AS v FROM usage_spans'));
@@ -76,7 +57,7 @@ describe('aggregator killed mid-stream (real process, NATS, PostgreSQL)', () => 
     await sink.ready();
     for (const s of spans) sink.publish(s);
     await sink.flush();
-    expect((await (await nc.jetstreamManager()).streams.info(stream)).state.messages).toBe(TOTAL);
+    expect((await (await run.nc.jetstreamManager()).streams.info(stream)).state.messages).toBe(TOTAL);
 
     // Three times: start, wait for new rows (polled tightly, so the kill lands while batches
     // remain), SIGKILL. Each kill lands at a random point of fetch → transaction → ack.
@@ -101,7 +82,7 @@ describe('aggregator killed mid-stream (real process, NATS, PostgreSQL)', () => 
     const last = startAggregatorProcess();
     await eventually(async () => {
       if ((await rawCount()) !== TOTAL) return false;
-      const ci = await (await nc.jetstreamManager()).consumers.info(stream, durable);
+      const ci = await (await run.nc.jetstreamManager()).consumers.info(stream, durable);
       return ci.num_pending === 0 && ci.num_ack_pending === 0;
     }, 20_000, `all spans aggregated after restart (stderr: ${last.stderr()})`);
     last.child.kill('SIGTERM');

@@ -1,7 +1,13 @@
 /** Fixtures for the end-to-end usage tests: the example config aimed at a chosen upstream, keys, WAV/PCM. */
-import { readFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from 'nats';
+import { afterAll, beforeAll } from 'vitest';
 import { loadSnapshotFromText } from '../../extproc/config/load.ts';
 import type { Snapshot } from '../../extproc/config/snapshot.ts';
+import { freshDatabase, uniqueName } from '../usage/helpers.ts';
 
 export const NATS_URL = 'nats://127.0.0.1:4222';
 export const REPO = new URL('../../', import.meta.url).pathname;
@@ -32,4 +38,31 @@ export function exampleSnapshot(upstream: string): Promise<Snapshot> {
 /** `n` characters of readable text (ASCII, so code points = characters = bytes). */
 export function textOf(n: number, seed = 'voicegate meters every character '): string {
   return seed.repeat(Math.ceil(n / seed.length)).slice(0, n);
+}
+
+/**
+ * Registers the per-file fixture of the process-level tests: a fresh database, a NATS connection,
+ * a unique stream name and a temp folder, all removed after the file; child processes still
+ * running at the end are killed.
+ */
+export function useIsolatedRun(tmpPrefix: string, streamPrefix: string) {
+  const fixture = {
+    tmp: mkdtempSync(join(tmpdir(), tmpPrefix)),
+    stream: uniqueName(streamPrefix),
+    children: [] as ChildProcess[],
+    db: undefined as unknown as Awaited<ReturnType<typeof freshDatabase>>,
+    nc: undefined as unknown as NatsConnection,
+  };
+  beforeAll(async () => {
+    fixture.db = await freshDatabase();
+    fixture.nc = await connect({ servers: NATS_URL });
+  });
+  afterAll(async () => {
+    for (const c of fixture.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await (await fixture.nc.jetstreamManager()).streams.delete(fixture.stream).catch(() => undefined);
+    await fixture.nc.close();
+    await fixture.db.drop();
+    rmSync(fixture.tmp, { recursive: true, force: true });
+  });
+  return fixture;
 }

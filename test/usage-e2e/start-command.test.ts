@@ -4,37 +4,19 @@
  * them spans go to `<spool-dir>/spans.jsonl` with one summary log line per request.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { connect, type NatsConnection } from 'nats';
 import { request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { decodeSpan } from '../../extproc/usage/span.ts';
-import { eventually, freshDatabase, uniqueName } from '../usage/helpers.ts';
-import { exampleConfigText, NATS_URL, REPO, textOf } from './helpers.ts';
+import { eventually, uniqueName } from '../usage/helpers.ts';
+import { exampleConfigText, NATS_URL, REPO, textOf, useIsolatedRun } from './helpers.ts';
 
 const run = promisify(execFile);
-const tmp = mkdtempSync(join(tmpdir(), 'vg-start-'));
-const stream = uniqueName('VGSTART_SPANS');
-let db: Awaited<ReturnType<typeof freshDatabase>>;
-let nc: NatsConnection;
-const children: ChildProcess[] = [];
-
-beforeAll(async () => {
-  db = await freshDatabase();
-  nc = await connect({ servers: NATS_URL });
-});
-
-afterAll(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  await (await nc.jetstreamManager()).streams.delete(stream).catch(() => undefined);
-  await nc.close();
-  await db.drop();
-  rmSync(tmp, { recursive: true, force: true });
-});
+const fixture = useIsolatedRun('vg-start-', 'VGSTART_SPANS');
+const { tmp, stream, children } = fixture;
 
 /** A port free right now (the simulator `start` launches needs a fixed one from the config). */
 async function freePort(): Promise<number> {
@@ -115,7 +97,7 @@ describe('voicegate start and usage', () => {
     const g = await startGateway('nats', {
       ...baseEnv(),
       NATS_URL,
-      DATABASE_URL: db.url,
+      DATABASE_URL: fixture.db.url,
       VOICEGATE_STREAM: stream,
       VOICEGATE_SUBJECT_PREFIX: `${stream.toLowerCase()}.spans`,
       VOICEGATE_DURABLE: uniqueName('agg'),
@@ -125,7 +107,7 @@ describe('voicegate start and usage', () => {
 
     let rows: unknown[] = [];
     await eventually(async () => {
-      const r = await run(process.execPath, ['bin/voicegate.js', 'usage', '--by', 'user', '--json'], { cwd: REPO, env: { ...baseEnv(), DATABASE_URL: db.url } })
+      const r = await run(process.execPath, ['bin/voicegate.js', 'usage', '--by', 'user', '--json'], { cwd: REPO, env: { ...baseEnv(), DATABASE_URL: fixture.db.url } })
         .catch(() => ({ stdout: '{"rows":[]}' }));
       rows = (JSON.parse(r.stdout) as { rows: unknown[] }).rows;
       return rows.length > 0;
@@ -139,7 +121,7 @@ describe('voicegate start and usage', () => {
       rows: [{ ...ALICE, key: 'smallest/lightning-v3.1' }],
     });
     // The run used its own stream, not the machine-wide default.
-    expect((await (await nc.jetstreamManager()).streams.info(stream)).state.messages).toBe(1);
+    expect((await (await fixture.nc.jetstreamManager()).streams.info(stream)).state.messages).toBe(1);
 
     g.child.kill('SIGINT');
     expect(await g.exited).toBe(0);
