@@ -79,7 +79,7 @@ export async function startTopology(s: BenchSettings, o: TopologyOptions): Promi
     let extproc: ServerChild | undefined;
     let edgeGrpc: ServerChild | undefined;
     if (o.grpc) {
-      extproc = await startServer('extproc', ['--upstream', upstream], cpu);
+      extproc = await startServer('extproc', ['--upstream', upstream], { ...cpu, ...edgeFlags });
       started.push(extproc);
       edgeGrpc = await startServer('edge', ['--upstream', upstream, '--authz', `127.0.0.1:${extproc.port}`], { ...cpu, ...edgeFlags });
       started.push(edgeGrpc);

@@ -3,7 +3,7 @@
  * direct baseline in the same run, prints a markdown table and writes it, with the raw per-round
  * figures, to bench/results/ (`latest.*` for a full run, `latest-quick.*` for --quick, `partial.*`
  * for --only). Servers run in pinned child processes (bench/processes.ts); this process is the load
- * generator. `--cpu-prof` starts every edge with node's --cpu-prof, profiles written to
+ * generator. `--cpu-prof` starts every edge and extproc with node's --cpu-prof, profiles written to
  * bench/results/profiles/ (read them with `node bin/run-ts.js bench/profile-top.ts FILE`).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';

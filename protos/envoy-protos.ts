@@ -3,10 +3,12 @@
  * Envoy's proto tree under `deps/`. Nothing is copied into this repo, so the wire contract is always
  * exactly Envoy's.
  */
+import { accessSync, constants } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import type * as protobuf from 'protobufjs';
 
 const require = createRequire(import.meta.url);
 
@@ -57,4 +59,45 @@ export function lookup<T>(pkg: grpc.GrpcObject, dotted: string): T {
     if (node === undefined) throw new Error(`proto name not found: ${dotted}`);
   }
   return node as T;
+}
+
+// The protobufjs copy @grpc/proto-loader itself uses, so both read the protos the same way
+// (including the well-known types proto-loader registers with it).
+const protobufjs = createRequire(require.resolve('@grpc/proto-loader'))('protobufjs') as typeof protobuf;
+
+let cachedRoot: protobuf.Root | undefined;
+
+/**
+ * The same Envoy protos as {@link loadEnvoyProtos}, as a protobufjs Root, for hot paths that encode
+ * and decode with `Type.encode`/`Type.decode` (or read the wire directly) instead of proto-loader's
+ * generic object conversion. Field names keep their proto case, like proto-loader's `keepCase`.
+ */
+export function loadEnvoyRoot(): protobuf.Root {
+  if (cachedRoot) return cachedRoot;
+  loadEnvoyProtos(); // registers proto-loader's extra well-known types with protobufjs
+  const root = new protobufjs.Root();
+  const dirs = envoyIncludeDirs();
+  const fallback = root.resolvePath.bind(root);
+  root.resolvePath = (origin, target) => {
+    if (isAbsolute(target)) return target;
+    for (const dir of dirs) {
+      const full = join(dir, target);
+      try {
+        accessSync(full, constants.R_OK);
+        return full;
+      } catch {
+        // not in this include dir
+      }
+    }
+    return fallback(origin, target);
+  };
+  root.loadSync(['envoy/service/auth/v3/external_auth.proto'], { keepCase: true });
+  root.resolveAll();
+  cachedRoot = root;
+  return root;
+}
+
+/** The protobufjs module voicegate's Envoy protos are read with (for its `Reader`/`Writer`). */
+export function envoyProtobuf(): typeof protobuf {
+  return protobufjs;
 }

@@ -86,7 +86,11 @@ export async function checkThroughput(s: BenchSettings): Promise<CaseResult> {
   for (let i = 0; i < freshCalls * (s.rounds + 1); i++) {
     fresh.push(await signDevToken(snapshot, { user: `bench-user-${i}`, teams: ['voice'], ttlSeconds: 3600 }));
   }
-  const extproc = await startServer('extproc', ['--upstream', 'http://127.0.0.1:1'], s.cpu.pinned ? { cpu: s.cpu.sutCpu } : {});
+  // Under --cpu-prof the decision service is what this case profiles.
+  const extproc = await startServer('extproc', ['--upstream', 'http://127.0.0.1:1'], {
+    ...(s.cpu.pinned ? { cpu: s.cpu.sutCpu } : {}),
+    nodeFlags: s.edgeNodeFlags,
+  });
   // The edge's own client: same proto encoding, a generous deadline so overload shows as latency.
   const client = createGrpcAuthorizer(`127.0.0.1:${extproc.port}`, { timeoutMs: 30_000 });
   const cpu = () => extproc.cpuSeconds();

@@ -91,6 +91,9 @@ function asBuffer(data: RawData): Buffer {
   return Buffer.from(data);
 }
 
+/** Module-level so that the listener left on a caller's socket closes over nothing. */
+function ignoreError(): void {}
+
 /** What the caller's 101 must carry over from the upstream's 101. */
 interface PendingHandshake {
   readonly protocol: string | false;
@@ -131,7 +134,12 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
     });
   }
 
-  function bridge(x: WebSocketExchange, client: WebSocket, upstream: WebSocket): void {
+  /**
+   * Takes only what a live session needs: every closure made here lives as long as the session, and
+   * a V8 closure keeps its whole enclosing scope, so the handshake's request, plan and timer must not
+   * be in reach (they were a sizeable part of an idle session's memory).
+   */
+  function bridge(observer: GuardedObserver, client: WebSocket, upstream: WebSocket): void {
     const session = { client, upstream };
     live.add(session);
     let codeToClient: number | undefined;
@@ -140,12 +148,12 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
     const finish = (clientCode: number) => {
       if (!clientClosed || !upstreamClosed) return;
       live.delete(session);
-      x.observer.end({ status: 101, closeCode: codeToClient ?? clientCode });
+      observer.end({ status: 101, closeCode: codeToClient ?? clientCode });
     };
     let lastClientCode = 1005;
 
-    relay(client, upstream, (d, b) => x.observer.clientMessage(d, b));
-    relay(upstream, client, (d, b) => x.observer.upstreamMessage(d, b));
+    relay(client, upstream, (d, b) => observer.clientMessage(d, b));
+    relay(upstream, client, (d, b) => observer.upstreamMessage(d, b));
 
     client.on('close', (code, reason) => {
       clientClosed = true;
@@ -164,7 +172,7 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       client.resume();
       finish(lastClientCode);
     });
-    client.on('error', (err) => x.observer.ended || opts.logger.debug({ err }, 'client websocket error'));
+    client.on('error', (err) => observer.ended || opts.logger.debug({ err }, 'client websocket error'));
     upstream.on('error', (err) => opts.logger.debug({ err }, 'upstream websocket error'));
   }
 
@@ -197,7 +205,7 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       upstream.terminate();
       observer.end({ status: 0, error: 'client_aborted' });
     };
-    socket.on('error', () => {});
+    socket.on('error', ignoreError);
     socket.once('close', onClientGone);
 
     let upgradeHeaders: string[] = [];
@@ -234,17 +242,22 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       upRes.on('error', done);
     });
 
-    upstream.on('error', (err) => {
+    const onHandshakeError = (err: Error) => {
       if (settled) return;
       opts.logger.debug({ err, requestId: plan.headers['x-request-id'] }, 'upstream websocket failed');
       fail(gatewayError(502, 'upstream_unreachable', 'The provider could not be reached.'), 'upstream_unreachable');
-    });
+    };
+    upstream.on('error', onHandshakeError);
 
     upstream.once('open', () => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       socket.off('close', onClientGone);
+      // Past the handshake: drop the listeners that close over this exchange (see bridge).
+      upstream.off('error', onHandshakeError);
+      upstream.on('error', ignoreError);
+      upstream.removeAllListeners('unexpected-response');
       if (socket.destroyed) {
         upstream.terminate();
         observer.end({ status: 0, error: 'client_aborted' });
@@ -255,7 +268,8 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       // Synchronous without `verifyClient`; when ws refuses the socket it never calls back.
       wss.handleUpgrade(req, socket, x.head, (client) => {
         bridged = true;
-        bridge(x, client, upstream);
+        upstream.off('error', ignoreError);
+        bridge(observer, client, upstream);
       });
       pending.delete(req);
       if (!bridged) {

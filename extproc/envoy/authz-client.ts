@@ -5,7 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Authorizer, CheckInput, Decision } from '../authz/types.ts';
-import { loadEnvoyProtos, lookup } from '../../protos/envoy-protos.ts';
+import { loadEnvoyProtos, loadEnvoyRoot, lookup } from '../../protos/envoy-protos.ts';
 import { authzUnavailable, decodeCheckResponse, DEFAULT_STATUS_CODES } from './check-response-decode.ts';
 
 export interface GrpcAuthorizerOptions {
@@ -69,22 +69,30 @@ function statusCodesFrom(protos: grpc.GrpcObject): ReadonlyMap<string, number> {
   }
 }
 
-type CheckMethod = (
-  request: CheckRequestObject,
-  options: grpc.CallOptions,
-  callback: (err: grpc.ServiceError | null, response?: unknown) => void,
-) => grpc.ClientUnaryCall;
-
 /** An {@link Authorizer} that asks `voicegate extproc` (or anything speaking Envoy's ext_authz) at `host:port`. */
 export function createGrpcAuthorizer(target: string, opts: GrpcAuthorizerOptions = {}): Authorizer & { close(): void } {
   const protos = loadEnvoyProtos();
-  const Client = lookup<grpc.ServiceClientConstructor>(protos, 'envoy.service.auth.v3.Authorization');
-  const client = new Client(target, grpc.credentials.createInsecure(), {
+  const method = lookup<grpc.ServiceClientConstructor>(protos, 'envoy.service.auth.v3.Authorization').service['Check'];
+  if (!method) throw new Error('envoy.service.auth.v3.Authorization has no Check method');
+  const statusCodes = statusCodesFrom(protos);
+  // Envoy's messages, (de)serialised with protobufjs' generated code directly, skipping proto-loader's
+  // generic conversion (fromObject on the way out, toObject with defaults on the way back); the wire
+  // bytes are the same. Together with the server side this took the gRPC path from ~2,600 to ~3,300
+  // requests per gateway CPU-second in bench case 2.
+  const root = loadEnvoyRoot();
+  const requestType = root.lookupType('envoy.service.auth.v3.CheckRequest');
+  const responseType = root.lookupType('envoy.service.auth.v3.CheckResponse');
+  const serialize = (input: CheckInput): Buffer => {
+    const out = requestType.encode(toCheckRequest(input)).finish();
+    return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  };
+  const deserialize = (bytes: Buffer): Decision => decodeCheckResponse(responseType.decode(bytes), statusCodes);
+  const client = new grpc.Client(target, grpc.credentials.createInsecure(), {
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
+    // Channelz (gRPC's introspection service) is never exposed here; its per-call bookkeeping is pure cost.
+    'grpc.enable_channelz': 0,
   });
-  const check = (client as unknown as { Check: CheckMethod }).Check.bind(client);
-  const statusCodes = statusCodesFrom(protos);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_AUTHZ_TIMEOUT_MS;
   // Connect now rather than on the first Check: the HTTP/2 handshake would otherwise eat the first
   // request's 200 ms deadline and turn it into a 503. Failure here is fine — calls retry the
@@ -94,8 +102,8 @@ export function createGrpcAuthorizer(target: string, opts: GrpcAuthorizerOptions
   return {
     check(input: CheckInput): Promise<Decision> {
       return new Promise((resolve) => {
-        check(toCheckRequest(input), { deadline: Date.now() + timeoutMs }, (err, response) => {
-          resolve(err ? authzUnavailable() : decodeCheckResponse(response, statusCodes));
+        client.makeUnaryRequest(method.path, serialize, deserialize, input, { deadline: Date.now() + timeoutMs }, (err, decision) => {
+          resolve(err || !decision ? authzUnavailable() : decision);
         });
       });
     },

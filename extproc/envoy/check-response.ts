@@ -5,6 +5,7 @@
  * appends a second `authorization`. `headers_to_remove` never names a header we set, because Envoy
  * applies removals after sets and would delete the injected provider key.
  */
+import type * as protobuf from 'protobufjs';
 import { denialBody, type Decision } from '../authz/types.ts';
 import { toStruct, type ProtoStruct } from './struct.ts';
 
@@ -81,5 +82,44 @@ export function toCheckResponse(decision: Decision): CheckResponseObject {
       body: denialBody(decision),
     },
     dynamic_metadata,
+  };
+}
+
+/** Decision → CheckResponse wire bytes. */
+export type CheckResponseEncoder = (decision: Decision) => Uint8Array;
+
+/**
+ * Encodes with protobufjs' generated `encode` straight from {@link toCheckResponse}'s object, with
+ * the enum names turned into their numbers from Envoy's protos. This yields the same bytes as
+ * proto-loader's serializer (`encode(fromObject(obj))`) without building message instances first.
+ */
+export function checkResponseEncoder(root: protobuf.Root): CheckResponseEncoder {
+  const type = root.lookupType('envoy.service.auth.v3.CheckResponse');
+  const actions = root.lookupEnum('envoy.config.core.v3.HeaderValueOption.HeaderAppendAction').values;
+  const statuses = root.lookupEnum('envoy.type.v3.StatusCode').values;
+  const enumValue = (values: Readonly<Record<string, number>>, name: string): number => {
+    const v = values[name];
+    if (v === undefined) throw new Error(`enum value not found: ${name}`);
+    return v;
+  };
+  const headers = (options: readonly HeaderValueOption[]) =>
+    options.map((o) => ({ header: o.header, append_action: enumValue(actions, o.append_action) }));
+  return (decision) => {
+    const r = toCheckResponse(decision);
+    const wire = {
+      status: r.status,
+      ...(r.ok_response ? { ok_response: { ...r.ok_response, headers: headers(r.ok_response.headers) } } : {}),
+      ...(r.denied_response
+        ? {
+            denied_response: {
+              status: { code: enumValue(statuses, r.denied_response.status.code) },
+              headers: headers(r.denied_response.headers),
+              body: r.denied_response.body,
+            },
+          }
+        : {}),
+      dynamic_metadata: r.dynamic_metadata,
+    };
+    return type.encode(wire).finish();
   };
 }
