@@ -88,3 +88,29 @@ export function relayRawHeaders(raw: readonly string[], drop: (lowerName: string
   }
   return out;
 }
+
+/** The forwarding fields the edge sets on every proxied request, as Envoy's connection manager does. */
+export interface ForwardedFields {
+  'x-forwarded-for'?: string;
+  'x-forwarded-proto': string;
+}
+
+/**
+ * envoy.yaml's connection manager has `use_remote_address: true` and the default
+ * `xff_num_trusted_hops: 0`, so before any filter (ext_authz included) Envoy appends the peer's
+ * address to `x-forwarded-for` (`,` as the delimiter, repeated fields joined the same way) and
+ * overwrites `x-forwarded-proto` with the listener's scheme, whatever the caller sent. Envoy's one
+ * twist, appending its own address instead of a loopback peer's, is left out: the edge appends the
+ * peer as seen. An IPv4-mapped IPv6 peer (a dual-stack listener) is written as plain IPv4, as the
+ * `0.0.0.0` listener of envoy.yaml would see it.
+ */
+export function forwardedFields(
+  existingFor: readonly string[] | undefined,
+  peerAddress: string | undefined,
+  scheme: 'http' | 'https',
+): ForwardedFields {
+  const prior = (existingFor ?? []).filter((v) => v.length > 0).join(',');
+  const peer = peerAddress?.startsWith('::ffff:') && peerAddress.includes('.') ? peerAddress.slice(7) : peerAddress;
+  const xff = peer ? (prior ? `${prior},${peer}` : peer) : prior;
+  return { ...(xff ? { 'x-forwarded-for': xff } : {}), 'x-forwarded-proto': scheme };
+}

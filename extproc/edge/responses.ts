@@ -23,7 +23,8 @@ export type GatewayErrorCode =
   | 'bad_upgrade'
   | 'internal_error'
   | 'client_aborted'
-  | 'upstream_reset';
+  | 'upstream_reset'
+  | 'stream_idle_timeout';
 
 /** A denial exactly as Envoy writes `denied_response`: its status, its headers, a JSON body. */
 export function denyResponse(d: Deny): LocalResponse {

@@ -9,6 +9,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { Logger } from 'pino';
 import type { BodyPrefix } from './body-prefix.ts';
+import { startIdleTimer, type IdleTimer } from './idle-timer.ts';
 import { relayRawHeaders } from './headers.ts';
 import { gatewayError, type GatewayErrorCode, type LocalResponse } from './responses.ts';
 import type { GuardedObserver } from './safe-observer.ts';
@@ -43,6 +44,11 @@ export interface RestExchange {
   readonly observer: GuardedObserver;
   /** Bound on connect + response head; SSE bodies may then stream for as long as they last. */
   readonly timeoutMs: number;
+  /**
+   * After the response head: end the exchange when no byte moved either way for this long (Envoy's
+   * `stream_idle_timeout`); 0 disables it.
+   */
+  readonly idleTimeoutMs: number;
   readonly agents: UpstreamAgents;
   readonly logger: Logger;
 }
@@ -63,6 +69,7 @@ export function proxyRest(x: RestExchange): void {
   const { req, res, plan, observer } = x;
   const secure = plan.url.protocol === 'https:';
   let failure: GatewayErrorCode | undefined;
+  let idle: IdleTimer | undefined;
 
   const upReq = (secure ? https : http).request(plan.url, {
     method: req.method,
@@ -94,6 +101,14 @@ export function proxyRest(x: RestExchange): void {
 
   upReq.on('response', (upRes) => {
     clearTimeout(timer);
+    // res 'close' stops the bound; if it already fired there is nothing left to bound.
+    if (!res.destroyed) {
+      idle = startIdleTimer(x.idleTimeoutMs, () => {
+        failure ??= 'stream_idle_timeout';
+        upReq.destroy();
+        res.destroy();
+      });
+    }
     const status = upRes.statusCode ?? 502;
     observer.responseStart(status, upRes.headers);
     res.writeHead(status, upRes.statusMessage, relayRawHeaders(upRes.rawHeaders));
@@ -101,7 +116,10 @@ export function proxyRest(x: RestExchange): void {
       res.socket?.setNoDelay(true);
       res.flushHeaders();
     }
-    upRes.on('data', (chunk: Buffer) => observer.responseChunk(chunk));
+    upRes.on('data', (chunk: Buffer) => {
+      idle?.touch();
+      observer.responseChunk(chunk);
+    });
     upRes.on('error', () => {
       failure ??= 'upstream_reset';
       res.destroy();
@@ -111,6 +129,7 @@ export function proxyRest(x: RestExchange): void {
 
   res.on('close', () => {
     clearTimeout(timer);
+    idle?.stop();
     if (!res.writableFinished) {
       failure ??= 'client_aborted';
       upReq.destroy();
@@ -129,6 +148,9 @@ export function proxyRest(x: RestExchange): void {
       return;
     }
   }
-  req.on('data', (chunk: Buffer) => observer.requestChunk(chunk));
+  req.on('data', (chunk: Buffer) => {
+    idle?.touch();
+    observer.requestChunk(chunk);
+  });
   req.pipe(upReq);
 }

@@ -12,14 +12,12 @@ import { pino, type Logger } from 'pino';
 import type { Authorizer } from '../authz/types.ts';
 import type { SnapshotSource } from '../config/snapshot.ts';
 import { ClientAbortedError, readBodyPrefix, type BodyPrefix } from './body-prefix.ts';
-import { buildCheckInput, routeTraits } from './check-input.ts';
-import { decide, exchangeStart, type ArrivalFacts } from './decide.ts';
+import { admit, type Arrival } from './admit.ts';
+import { routeTraits } from './check-input.ts';
 import type { ExchangeObserverFactory } from './exchange-observer.ts';
-import { flattenHeaders } from './headers.ts';
+import { flattenHeaders, forwardedFields } from './headers.ts';
 import { createUpstreamAgents, proxyRest, writeLocal } from './rest-proxy.ts';
-import { denyResponse, gatewayError, healthResponse, readinessResponse } from './responses.ts';
-import { openObserver } from './safe-observer.ts';
-import { planUpstream } from './upstream-plan.ts';
+import { gatewayError, healthResponse, readinessResponse } from './responses.ts';
 import { createWebSocketProxy, writeRawResponse } from './ws-proxy.ts';
 
 export interface EdgeOptions {
@@ -33,6 +31,12 @@ export interface EdgeOptions {
   readonly logger?: Logger;
   /** Bound on connect + response head (REST/SSE) or the opening handshake (WebSocket). Default 15 s. */
   readonly upstreamTimeoutMs?: number;
+  /**
+   * After the response head (REST/SSE) or the handshake (WebSocket): end the exchange when no byte
+   * or frame moved in either direction for this long. Default {@link DEFAULT_STREAM_IDLE_TIMEOUT_MS};
+   * 0 disables it, as `0s` does in Envoy.
+   */
+  readonly streamIdleTimeoutMs?: number;
   /** Body bytes the decision reads on TTS JSON routes; default the snapshot's, else 64 KiB. */
   readonly maxDecisionBodyBytes?: number;
   /** WebSocket backpressure thresholds (bytes queued on the writing side). */
@@ -51,6 +55,12 @@ export interface EdgeHandle {
 /** Envoy's route timeout default; SSE and WebSocket bodies are not bounded by it here. */
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 15_000;
 export const DEFAULT_MAX_DECISION_BODY_BYTES = 64 * 1024;
+/**
+ * envoy/envoy.yaml: `idle_timeout: 300s` on every SSE and WebSocket route (which set `timeout: 0s`)
+ * and the connection manager's `stream_idle_timeout: 300s` for the rest. Envoy counts any bytes on
+ * the stream as activity, WebSocket pings and pongs included, and so does the edge.
+ */
+export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 300_000;
 
 function pathOnly(pathWithQuery: string): string {
   const q = pathWithQuery.indexOf('?');
@@ -73,6 +83,7 @@ function validWebSocketHandshake(req: IncomingMessage): boolean {
 export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
   const logger = opts.logger ?? pino({ level: 'silent' });
   const timeoutMs = opts.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
+  const idleTimeoutMs = opts.streamIdleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS;
   const agents = createUpstreamAgents();
   const ws = createWebSocketProxy({
     logger,
@@ -80,10 +91,17 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
     ...(opts.wsLowWaterBytes !== undefined ? { lowWaterBytes: opts.wsLowWaterBytes } : {}),
   });
 
-  function arrival(req: IncomingMessage, upgrade: boolean): ArrivalFacts & { scheme: 'http' } {
+  const deps = { authorizer: opts.authorizer, logger, ...(opts.observe ? { observe: opts.observe } : {}) };
+
+  function arrival(req: IncomingMessage, upgrade: boolean): Arrival {
     const method = req.method ?? 'GET';
     const pathWithQuery = req.url ?? '/';
-    const headers = flattenHeaders(req.headers);
+    // The edge listens in plain HTTP; TLS, when any, ends in front of it.
+    const scheme = 'http';
+    const forwarded = forwardedFields(req.headersDistinct['x-forwarded-for'], req.socket.remoteAddress, scheme);
+    const headers: Record<string, string> = { ...flattenHeaders(req.headers), ...forwarded };
+    const callerHeaders: Record<string, readonly string[] | undefined> = { ...req.headersDistinct };
+    for (const [name, value] of Object.entries(forwarded)) callerHeaders[name] = [value];
     const given = headers['x-request-id'];
     const requestId = given && given.length > 0 ? given : randomUUID();
     headers['x-request-id'] = requestId;
@@ -95,7 +113,8 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
       pathWithQuery,
       headers,
       routeKind: routeTraits(method, pathWithQuery, upgrade).kind,
-      scheme: 'http',
+      scheme,
+      callerHeaders,
     };
   }
 
@@ -106,49 +125,21 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
 
     const facts = arrival(req, false);
     const snapshot = opts.source.current();
-    const traits = routeTraits(facts.method, facts.pathWithQuery, false);
     let prefix: BodyPrefix | undefined;
-    if (traits.sendsBody) {
+    if (routeTraits(facts.method, facts.pathWithQuery, false).sendsBody) {
       const limit = opts.maxDecisionBodyBytes ?? snapshot?.maxDecisionBodyBytes ?? DEFAULT_MAX_DECISION_BODY_BYTES;
       prefix = await readBodyPrefix(req, limit);
     }
-    const input = buildCheckInput({
-      method: facts.method,
-      pathWithQuery: facts.pathWithQuery,
-      headers: facts.headers,
-      requestId: facts.requestId,
-      scheme: facts.scheme,
-      ...(prefix ? { body: prefix.forDecision, partialBody: prefix.partial } : {}),
+    const ok = await admit(deps, {
+      facts,
+      snapshot,
+      ...(prefix ? { prefix } : {}),
+      websocket: false,
+      gone: () => res.destroyed,
+      answer: (r) => writeLocal(res, r),
     });
-    const decision = await decide(opts.authorizer, input, logger);
-    const observer = openObserver(
-      opts.observe,
-      exchangeStart(prefix ? { ...facts, requestBody: prefix.forDecision } : facts, decision),
-      logger,
-    );
-    if (res.destroyed) return observer.end({ status: 0, error: 'client_aborted' });
-    if (decision.kind === 'deny') {
-      writeLocal(res, denyResponse(decision));
-      return observer.end({ status: decision.status });
-    }
-    const plan = snapshot
-      ? planUpstream({
-          snapshot,
-          decision,
-          pathWithQuery: facts.pathWithQuery,
-          callerHeaders: req.headersDistinct,
-          requestId: facts.requestId,
-          websocket: false,
-        })
-      : undefined;
-    if (plan?.kind !== 'upstream') {
-      const r = plan
-        ? gatewayError(404, 'no_route', plan.message)
-        : gatewayError(503, 'no_snapshot', 'The gateway has no configuration loaded yet.');
-      writeLocal(res, r);
-      return observer.end({ status: r.status, error: plan ? 'no_route' : 'no_snapshot' });
-    }
-    proxyRest({ req, res, plan, ...(prefix ? { bodyPrefix: prefix } : {}), observer, timeoutMs, agents, logger });
+    if (!ok) return;
+    proxyRest({ req, res, ...ok, ...(prefix ? { bodyPrefix: prefix } : {}), timeoutMs, idleTimeoutMs, agents, logger });
   }
 
   async function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -159,40 +150,15 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
     if (!validWebSocketHandshake(req)) {
       return writeRawResponse(socket, gatewayError(400, 'bad_upgrade', 'Malformed WebSocket opening handshake.'));
     }
-    const facts = arrival(req, true);
-    const snapshot = opts.source.current();
-    const input = buildCheckInput({
-      method: facts.method,
-      pathWithQuery: facts.pathWithQuery,
-      headers: facts.headers,
-      requestId: facts.requestId,
-      scheme: facts.scheme,
+    const ok = await admit(deps, {
+      facts: arrival(req, true),
+      snapshot: opts.source.current(),
+      websocket: true,
+      gone: () => socket.destroyed,
+      answer: (r) => writeRawResponse(socket, r),
     });
-    const decision = await decide(opts.authorizer, input, logger);
-    const observer = openObserver(opts.observe, exchangeStart(facts, decision), logger);
-    if (socket.destroyed) return observer.end({ status: 0, error: 'client_aborted' });
-    if (decision.kind === 'deny') {
-      writeRawResponse(socket, denyResponse(decision));
-      return observer.end({ status: decision.status });
-    }
-    const plan = snapshot
-      ? planUpstream({
-          snapshot,
-          decision,
-          pathWithQuery: facts.pathWithQuery,
-          callerHeaders: req.headersDistinct,
-          requestId: facts.requestId,
-          websocket: true,
-        })
-      : undefined;
-    if (plan?.kind !== 'upstream') {
-      const r = plan
-        ? gatewayError(404, 'no_route', plan.message)
-        : gatewayError(503, 'no_snapshot', 'The gateway has no configuration loaded yet.');
-      writeRawResponse(socket, r);
-      return observer.end({ status: r.status, error: plan ? 'no_route' : 'no_snapshot' });
-    }
-    ws.proxy({ req, socket, head, plan, observer, timeoutMs });
+    if (!ok) return;
+    ws.proxy({ req, socket, head, ...ok, timeoutMs, idleTimeoutMs });
   }
 
   const server = http.createServer({

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import WebSocket, { WebSocketServer, type RawData } from 'ws';
 import { isWebSocketHandshakeHeader, relayRawHeaders } from './headers.ts';
+import { startIdleTimer } from './idle-timer.ts';
 import type { LocalResponse } from './responses.ts';
 import { gatewayError } from './responses.ts';
 import type { GuardedObserver } from './safe-observer.ts';
@@ -36,6 +37,11 @@ export interface WebSocketExchange {
   readonly observer: GuardedObserver;
   /** Bound on the upstream opening handshake. */
   readonly timeoutMs: number;
+  /**
+   * After the handshake: close both legs with 1001 when no frame (data, ping or pong) crossed in
+   * either direction for this long (envoy.yaml's route `idle_timeout`); 0 disables it.
+   */
+  readonly idleTimeoutMs: number;
 }
 
 export interface WebSocketProxy {
@@ -118,9 +124,19 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
     for (let i = 0; i + 1 < extra.length; i += 2) headers.push(`${extra[i]}: ${extra[i + 1]}`);
   });
 
-  /** Relays messages one way; pauses `from` while `to` has more than `high` bytes queued. */
-  function relay(from: WebSocket, to: WebSocket, report: (data: Buffer, isBinary: boolean) => void): void {
+  /**
+   * Relays messages one way; pauses `from` while `to` has more than `high` bytes queued. Every frame
+   * `from` delivers, control frames included, is `activity`: Envoy's idle timer counts any bytes on
+   * the stream, so a keep-alive ping keeps a session open there too.
+   */
+  function relay(
+    from: WebSocket,
+    to: WebSocket,
+    report: (data: Buffer, isBinary: boolean) => void,
+    activity: () => void,
+  ): void {
     from.on('message', (data, isBinary) => {
+      activity();
       const buf = asBuffer(data);
       report(buf, isBinary);
       if (to.readyState !== WebSocket.OPEN) return;
@@ -130,8 +146,10 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       if (to.bufferedAmount > high && !from.isPaused) from.pause();
     });
     from.on('ping', (data) => {
+      activity();
       if (to.readyState === WebSocket.OPEN) to.ping(data);
     });
+    from.on('pong', activity);
   }
 
   /**
@@ -139,21 +157,29 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
    * a V8 closure keeps its whole enclosing scope, so the handshake's request, plan and timer must not
    * be in reach (they were a sizeable part of an idle session's memory).
    */
-  function bridge(observer: GuardedObserver, client: WebSocket, upstream: WebSocket): void {
+  function bridge(observer: GuardedObserver, client: WebSocket, upstream: WebSocket, idleTimeoutMs: number): void {
     const session = { client, upstream };
     live.add(session);
     let codeToClient: number | undefined;
     let clientClosed = false;
     let upstreamClosed = false;
+    let idledOut = false;
+    const idle = startIdleTimer(idleTimeoutMs, () => {
+      idledOut = true;
+      codeToClient = 1001;
+      if (client.readyState === WebSocket.OPEN) client.close(1001, 'idle timeout');
+      if (upstream.readyState === WebSocket.OPEN) upstream.close(1001, 'idle timeout');
+    });
     const finish = (clientCode: number) => {
       if (!clientClosed || !upstreamClosed) return;
+      idle.stop();
       live.delete(session);
-      observer.end({ status: 101, closeCode: codeToClient ?? clientCode });
+      observer.end({ status: 101, closeCode: codeToClient ?? clientCode, ...(idledOut ? { error: 'idle_timeout' } : {}) });
     };
     let lastClientCode = 1005;
 
-    relay(client, upstream, (d, b) => observer.clientMessage(d, b));
-    relay(upstream, client, (d, b) => observer.upstreamMessage(d, b));
+    relay(client, upstream, (d, b) => observer.clientMessage(d, b), idle.touch);
+    relay(upstream, client, (d, b) => observer.upstreamMessage(d, b), idle.touch);
 
     client.on('close', (code, reason) => {
       clientClosed = true;
@@ -269,7 +295,7 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       wss.handleUpgrade(req, socket, x.head, (client) => {
         bridged = true;
         upstream.off('error', ignoreError);
-        bridge(observer, client, upstream);
+        bridge(observer, client, upstream, x.idleTimeoutMs);
       });
       pending.delete(req);
       if (!bridged) {
