@@ -31,7 +31,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   edge: {
     run: (a) => edgeCommand(a),
     help: "the embedded data plane (Envoy's job where there is no Envoy)",
-    synopsis: '--config FILE [--host 0.0.0.0] [--port 8080] [--authz inproc|grpc://host:port]',
+    synopsis: '--config FILE [--host 0.0.0.0] [--port 8080] [--authz inproc|grpc://host:port] [--http-port 9465] [--spool-dir DIR]',
   },
   simulator: {
     run: (a) => simulatorCommand(a),

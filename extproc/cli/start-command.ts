@@ -10,7 +10,9 @@ import { createAuthorizer } from '../authz/authorizer.ts';
 import { loadSnapshotFromFile } from '../config/load.ts';
 import { reloadOnSighup } from '../config/reload.ts';
 import { StaticSnapshotSource, type Snapshot } from '../config/snapshot.ts';
+import { composeObservers } from '../edge/compose-observers.ts';
 import { startEdge } from '../edge/server.ts';
+import { createExchangeMetrics } from '../observability/exchange-metrics.ts';
 import { startExtprocServer } from '../envoy/server.ts';
 import { startSidePort } from '../observability/http-server.ts';
 import { createLogger } from '../observability/logger.ts';
@@ -118,7 +120,8 @@ export async function startCommand(args: string[], signal?: AbortSignal, out: (s
       mounts: pool ? [createUsageHttpHandler(pool)] : [],
     });
     closers.push(() => side.close());
-    const edge = await startEdge({ host: values.host, port: edgePort, source, authorizer, observe: usage.observe, logger });
+    const observe = composeObservers(usage.observe, createExchangeMetrics(metrics.registry));
+    const edge = await startEdge({ host: values.host, port: edgePort, source, authorizer, logger, ...(observe ? { observe } : {}) });
     closers.push(() => edge.close());
     const stopReload = reloadOnSighup(source, values.config, logger);
     closers.push(async () => stopReload());

@@ -12,14 +12,21 @@ import { reloadOnSighup } from '../config/reload.ts';
 import { StaticSnapshotSource } from '../config/snapshot.ts';
 import { createGrpcAuthorizer } from '../envoy/authz-client.ts';
 import { createLogger } from '../observability/logger.ts';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { startSidePort } from '../observability/http-server.ts';
+import { createExchangeMetrics } from '../observability/exchange-metrics.ts';
+import { createUsagePipeline } from '../usage/commands.ts';
+import { composeObservers } from './compose-observers.ts';
 import { startEdge } from './server.ts';
 
-const USAGE = 'usage: voicegate edge --config FILE [--host 0.0.0.0] [--port 8080] [--authz inproc|grpc://host:port]';
+const USAGE = 'usage: voicegate edge --config FILE [--host 0.0.0.0] [--port 8080] [--authz inproc|grpc://host:port] [--http-port 9465] [--spool-dir DIR]';
 
 const argsSchema = z.object({
   config: z.string().min(1, '--config is required'),
   host: z.string().default('0.0.0.0'),
   port: z.coerce.number().int().min(0).max(65535).default(8080),
+  'http-port': z.coerce.number().int().min(0).max(65535).default(9465),
+  'spool-dir': z.string().min(1).default('.voicegate/edge'),
   authz: z
     .string()
     .default('inproc')
@@ -32,7 +39,14 @@ export function parseEdgeArgs(args: string[]): { ok: true; value: z.infer<typeof
   try {
     values = parseArgs({
       args,
-      options: { config: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, authz: { type: 'string' } },
+      options: {
+        config: { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        authz: { type: 'string' },
+        'http-port': { type: 'string' },
+        'spool-dir': { type: 'string' },
+      },
       strict: true,
     }).values;
   } catch (err) {
@@ -50,7 +64,7 @@ export async function edgeCommand(args: string[], signal?: AbortSignal): Promise
     process.stderr.write(`${parsed.error}\n${USAGE}\n`);
     return 2;
   }
-  const { config, host, port, authz } = parsed.value;
+  const { config, host, port, authz, 'http-port': httpPort, 'spool-dir': spoolDir } = parsed.value;
   const logger = createLogger({ name: 'voicegate-edge' });
   let snapshotSource: StaticSnapshotSource;
   try {
@@ -61,9 +75,20 @@ export async function edgeCommand(args: string[], signal?: AbortSignal): Promise
   }
   const grpcClient = authz === 'inproc' ? undefined : createGrpcAuthorizer(authz.slice('grpc://'.length));
   const authorizer: Authorizer = grpcClient ?? createAuthorizer(snapshotSource);
-  const edge = await startEdge({ host, port, source: snapshotSource, authorizer, logger });
+  // Usage spans (NATS when NATS_URL is set, else a local file) and Prometheus metrics of the traffic.
+  const usage = await createUsagePipeline({
+    ...(process.env['NATS_URL'] ? { natsUrl: process.env['NATS_URL'] } : {}),
+    spoolDir,
+    logger,
+    snapshot: () => snapshotSource.current(),
+  });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const observe = composeObservers(usage.observe, createExchangeMetrics(registry));
+  const side = await startSidePort({ host, port: httpPort, registry, ready: () => snapshotSource.current() !== undefined });
+  const edge = await startEdge({ host, port, source: snapshotSource, authorizer, logger, ...(observe ? { observe } : {}) });
   const stopReload = reloadOnSighup(snapshotSource, config, logger);
-  logger.info({ url: edge.url, authz }, 'edge ready');
+  logger.info({ url: edge.url, authz, metricsPort: side.port }, 'edge ready');
 
   await new Promise<void>((resolve) => {
     const stop = () => {
@@ -80,6 +105,8 @@ export async function edgeCommand(args: string[], signal?: AbortSignal): Promise
   logger.info('edge stopping');
   stopReload();
   await edge.close();
+  await side.close();
+  await usage.close();
   grpcClient?.close();
   await snapshotSource.close();
   return 0;

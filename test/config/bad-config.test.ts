@@ -290,7 +290,7 @@ describe('no half-configured server: the CLI refuses to start', () => {
   it('the same commands do start on the good document (the check above can fail)', { timeout: 60_000 }, async () => {
     const file = join(dir, 'good-cli.yaml');
     await writeFile(file, stringify(goodDoc()));
-    const child = spawn(process.execPath, [join(ROOT, 'bin/voicegate.js'), 'edge', '--config', file, '--port', '0', '--host', '127.0.0.1'], {
+    const child = spawn(process.execPath, [join(ROOT, 'bin/voicegate.js'), 'edge', '--config', file, '--port', '0', '--http-port', '0', '--spool-dir', join(dir, 'spool'), '--host', '127.0.0.1'], {
       cwd: ROOT,
       env: { ...process.env, ...ENV, LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],

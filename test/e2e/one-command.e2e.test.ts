@@ -136,6 +136,15 @@ describe('voicegate start, followed as printed', () => {
     await res.text();
   });
 
+  it('shows the traffic above on /metrics, by endpoint and decision, without user names', async () => {
+    const metrics = await (await fetch(/metrics & usage\s+(\S+)/.exec(stdout)![1]!)).text();
+    const count = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? 0);
+    expect(count(/voicegate_edge_requests_total\{[^}]*endpoint="tts\.sync"[^}]*decision="allow"[^}]*status_class="2xx"\} (\d+)/)).toBeGreaterThanOrEqual(1);
+    expect(count(/voicegate_edge_requests_total\{[^}]*decision="deny"[^}]*status_class="4xx"\} (\d+)/)).toBeGreaterThanOrEqual(1);
+    expect(metrics).toContain('voicegate_edge_upstream_first_byte_seconds_bucket');
+    expect(metrics).not.toMatch(/"(alice|bob)"/);
+  });
+
   it('stops with exit code 0 on Ctrl-C, having logged no provider key', async () => {
     child.kill('SIGINT');
     const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 8_000).unref());

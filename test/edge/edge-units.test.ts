@@ -109,7 +109,7 @@ describe('relayRawHeaders and close codes', () => {
 
 describe('parseEdgeArgs', () => {
   it('validates the command line', () => {
-    expect(parseEdgeArgs(['--config', 'c.yaml'])).toEqual({ ok: true, value: { config: 'c.yaml', host: '0.0.0.0', port: 8080, authz: 'inproc' } });
+    expect(parseEdgeArgs(['--config', 'c.yaml'])).toEqual({ ok: true, value: { config: 'c.yaml', host: '0.0.0.0', port: 8080, authz: 'inproc', 'http-port': 9465, 'spool-dir': '.voicegate/edge' } });
     expect(parseEdgeArgs(['--config', 'c.yaml', '--port', '0', '--authz', 'grpc://127.0.0.1:50051'])).toMatchObject({ ok: true, value: { port: 0 } });
     expect(parseEdgeArgs(['--config', 'c.yaml', '--authz', 'http://x']).ok).toBe(false);
     expect(parseEdgeArgs([]).ok).toBe(false);
