@@ -149,6 +149,12 @@ export class IdentityVerifier {
     const hit = this.#cache.get(token);
     if (hit) {
       if (hit.expiresAtMs === undefined || hit.expiresAtMs > this.#now()) {
+        // Least-recently-used order, so a busy client's token survives a burst of one-off tokens.
+        // Re-inserting costs a little, so it is done only once eviction is near.
+        if (this.#cache.size > this.#cacheSize >>> 1) {
+          this.#cache.delete(token);
+          this.#cache.set(token, hit);
+        }
         return { ok: true, identity: hit, cached: true };
       }
       this.#cache.delete(token);
@@ -160,7 +166,7 @@ export class IdentityVerifier {
 
   #remember(token: string, identity: Identity): void {
     if (this.#cache.size >= this.#cacheSize) {
-      // Map iterates in insertion order: the first key is the oldest entry.
+      // Map iterates in insertion order: the first key is the least recently used entry.
       const oldest = this.#cache.keys().next();
       if (!oldest.done) this.#cache.delete(oldest.value);
     }
@@ -195,6 +201,8 @@ export class IdentityVerifier {
         audience: [...issuer.config.audiences],
         algorithms: [...issuer.config.algorithms],
         clockTolerance: issuer.config.clockToleranceSec,
+        // A token without an expiry would be good forever (and cached forever): refuse it.
+        requiredClaims: ['exp'],
         currentDate: new Date(this.#now()),
       });
       const claims = issuer.claims.safeParse(payload);
@@ -227,6 +235,7 @@ function mapJoseError(err: unknown): IdentityResult {
     if (err.claim === 'nbf' || err.claim === 'iat') return fail('token_not_yet_valid', 'the token is not valid yet (nbf/iat in the future)');
     if (err.claim === 'aud') return fail('invalid_audience', 'the token is not meant for this gateway (check the "aud" claim)');
     if (err.claim === 'iss') return fail('unknown_issuer', 'the token was not issued by a trusted issuer');
+    if (err.claim === 'exp') return fail('invalid_claims', 'the token has no expiry ("exp" claim); tokens must expire');
     return fail('invalid_claims', `the token's "${err.claim}" claim is invalid`);
   }
   if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported) {

@@ -340,15 +340,22 @@ describe('IdentityVerifier cache', () => {
     expect(await v.verify(token)).toMatchObject({ ok: false, code: 'token_expired' });
   });
 
-  it('is bounded: the oldest entry is evicted first', async () => {
+  it('refuses a token without an expiry', async () => {
+    const v = new IdentityVerifier([issuer]);
+    const { exp: _dropped, ...withoutExp } = claims(ISS, 'eve');
+    const noExp = await sign(k, withoutExp);
+    expect(await v.verify(noExp)).toMatchObject({ ok: false, code: 'invalid_claims' });
+  });
+
+  it('is bounded: the least recently used entry is evicted first', async () => {
     const v = new IdentityVerifier([issuer], { cacheSize: 2 });
     const [t1, t2, t3] = await Promise.all([1, 2, 3].map((i) => sign(k, claims(ISS, `user-${i}`, [], { jti: String(i) }))));
     for (const t of [t1!, t2!, t3!]) expect(await v.verify(t)).toMatchObject({ cached: false });
     expect(await v.verify(t3!)).toMatchObject({ cached: true });
     expect(await v.verify(t2!)).toMatchObject({ cached: true });
     expect(await v.verify(t1!)).toMatchObject({ ok: true, cached: false, identity: { user: 'user-1' } });
-    // t1 went back in and pushed out t2, the oldest remaining entry.
-    expect(await v.verify(t3!)).toMatchObject({ cached: true });
-    expect(await v.verify(t2!)).toMatchObject({ cached: false });
+    // t1 went back in and pushed out t3, used less recently than t2.
+    expect(await v.verify(t2!)).toMatchObject({ cached: true });
+    expect(await v.verify(t3!)).toMatchObject({ cached: false });
   });
 });
