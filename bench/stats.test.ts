@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  againstBaseline,
   median,
   pairedDifferences,
   percentile,
@@ -90,5 +91,12 @@ describe('pairedDifferences and ratio', () => {
   it('divides, with NaN for a zero baseline', () => {
     expect(ratio(5, 10)).toBe(0.5);
     expect(ratio(5, 0)).toBeNaN();
+  });
+});
+
+describe('againstBaseline', () => {
+  it('gives the baseline median and the per-round added spread, and nothing for the baseline row', () => {
+    expect(againstBaseline([15, 20, 12], [10, 11, 10], true)).toEqual({});
+    expect(againstBaseline([15, 20, 12], [10, 11, 10], false)).toMatchObject({ baseline: 10, added: { median: 5, min: 2, max: 9 } });
   });
 });

@@ -102,6 +102,18 @@ export function pairedDifferences(a: readonly number[], b: readonly number[]): n
   return a.map((v, i) => v - (b[i] as number));
 }
 
+/**
+ * The "vs direct" fields of a result row: the baseline's median and the per-round added amount.
+ * Empty for the baseline's own row.
+ */
+export function againstBaseline(
+  rounds: readonly number[],
+  baseline: readonly number[],
+  isBaseline: boolean,
+): { baseline?: number; added?: Spread } {
+  return isBaseline ? {} : { baseline: spread(baseline).median, added: spread(pairedDifferences(rounds, baseline)) };
+}
+
 /** `part / whole`, or NaN when the whole is zero (shown as "–" in tables). */
 export function ratio(part: number, whole: number): number {
   return whole === 0 ? Number.NaN : part / whole;

@@ -7,7 +7,7 @@
 import { keepAliveAgent, post, SMALL_TTS_BODY, TTS_SYNC_PATH, usSince } from '../clients.ts';
 import { startTopology, type BenchSettings, type Target } from '../harness.ts';
 import type { CaseResult, Goal, Row } from '../report.ts';
-import { pairedDifferences, spread, summarizeLatencies, type LatencySummary } from '../stats.ts';
+import { againstBaseline, spread, summarizeLatencies, type LatencySummary } from '../stats.ts';
 
 const CASE = '1 REST latency, 1 in flight';
 
@@ -59,7 +59,7 @@ export async function restLatency(s: BenchSettings): Promise<CaseResult> {
           path: t.name,
           unit: 'µs',
           value: spread(v),
-          ...(isBase ? {} : { baseline: spread(base).median, added: spread(pairedDifferences(v, base)) }),
+          ...againstBaseline(v, base, isBase),
           ...(t.name === 'edge in-proc' ? { goal: goal as Goal } : {}),
         });
       }

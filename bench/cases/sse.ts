@@ -7,7 +7,7 @@ import http from 'node:http';
 import { timeSse, TTS_SSE_PATH } from '../clients.ts';
 import { startTopology, type BenchSettings, type Target } from '../harness.ts';
 import type { CaseResult, Goal, Row } from '../report.ts';
-import { median, pairedDifferences, spread } from '../stats.ts';
+import { againstBaseline, median, spread } from '../stats.ts';
 
 const CASE = '5 SSE, 2 s TTS stream';
 /** 32 characters ≈ 2 s of speech at the simulator's 16 characters per second. */
@@ -77,7 +77,7 @@ export async function sseLatency(s: BenchSettings): Promise<CaseResult> {
           path: t.name,
           unit: 'ms',
           value: spread(v),
-          ...(t.name === 'direct' ? {} : { baseline: spread(base).median, added: spread(pairedDifferences(v, base)) }),
+          ...againstBaseline(v, base, t.name === 'direct'),
           ...(goal && t.name !== 'direct' ? { goal: goal as Goal } : {}),
         });
       }

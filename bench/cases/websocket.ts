@@ -8,7 +8,7 @@ import WebSocket from 'ws';
 import { closeSockets, isChunkFrame, openSocket, TTS_WS_PATH, usSince, WS_TTS_REQUEST } from '../clients.ts';
 import { startTopology, type BenchSettings, type Target } from '../harness.ts';
 import type { CaseResult, Row } from '../report.ts';
-import { pairedDifferences, spread, summarizeLatencies, type LatencySummary } from '../stats.ts';
+import { againstBaseline, spread, summarizeLatencies, type LatencySummary } from '../stats.ts';
 
 const CASE = '6 WebSocket relay';
 /** Connections and requests in flight on each for the throughput figure. */
@@ -152,7 +152,7 @@ export async function websocketRelay(s: BenchSettings): Promise<CaseResult> {
           path: t.name,
           unit: 'µs',
           value: spread(v),
-          ...(t.name === 'direct' ? {} : { baseline: spread(base).median, added: spread(pairedDifferences(v, base)) }),
+          ...againstBaseline(v, base, t.name === 'direct'),
         });
       }
     }

@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import { forwardedFields } from '../../extproc/edge/headers.ts';
 import { startIdleTimer } from '../../extproc/edge/idle-timer.ts';
 import { DEFAULT_STREAM_IDLE_TIMEOUT_MS } from '../../extproc/edge/server.ts';
-import { readBody, startTestEdge, startUpstream, until } from './helpers.ts';
+import { closed, opened, readBody, startTestEdge, startUpstream, until } from './helpers.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -38,17 +38,6 @@ function sse(url: string): Promise<{ status: number; body: string; complete: boo
     });
     req.end('{"text":"hi","voice_id":"magnus"}');
   });
-}
-
-function opened(ws: WebSocket): Promise<void> {
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-}
-
-function closed(ws: WebSocket): Promise<{ code: number; reason: string }> {
-  return new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
 }
 
 describe('edge stream idle timeout (envoy.yaml idle_timeout / stream_idle_timeout)', () => {

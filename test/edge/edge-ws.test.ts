@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { PROVIDER_KEY, startTestEdge, startUpstream, until, type Upstream } from './helpers.ts';
+import { closed, opened, PROVIDER_KEY, startTestEdge, startUpstream, until, type Upstream } from './helpers.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -17,17 +17,6 @@ async function setup(
   const t = await startTestEdge(upstream.url, extra);
   cleanups.push(() => upstream.close(), () => t.edge.close());
   return { upstream, ...t, wsUrl: t.edge.url.replace('http:', 'ws:') };
-}
-
-function opened(ws: WebSocket): Promise<void> {
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-}
-
-function closed(ws: WebSocket): Promise<{ code: number; reason: string }> {
-  return new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
 }
 
 function rejected(ws: WebSocket): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
