@@ -10,6 +10,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { waitForShutdown } from '../extproc/cli/signals.ts';
 import type { SimulatorAccount } from './accounts.ts';
 import { DEFAULT_SIMULATOR_PORT, startSimulator, type SimulatorHandle, type SimulatorOptions } from './server.ts';
 
@@ -143,18 +144,7 @@ export async function simulatorCommand(args: string[], hooks: SimulatorCommandHo
   }
   log(`voicegate simulator listening on ${handle.url} (profile ${parsed.options.profile ?? 'realistic'}, ${accounts.length} key(s))`);
   hooks.onListening?.(handle);
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      hooks.signal?.removeEventListener('abort', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    if (hooks.signal?.aborted) stop();
-    else hooks.signal?.addEventListener('abort', stop);
-  });
+  await waitForShutdown(hooks.signal);
   await handle.close();
   return 0;
 }

@@ -17,7 +17,7 @@ import { startExtprocServer } from '../envoy/server.ts';
 import { startSidePort } from '../observability/http-server.ts';
 import { createLogger } from '../observability/logger.ts';
 import { createAuthzMetrics } from '../observability/metrics.ts';
-import { createUsagePipeline } from '../usage/commands.ts';
+import { createUsagePipeline, spanStreamFromEnv } from '../usage/commands.ts';
 import { createUsageHttpHandler } from '../usage/usage-query.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/server.ts';
 import { envoyUsageServices } from './extproc-command.ts';
@@ -91,10 +91,7 @@ export async function startCommand(args: string[], signal?: AbortSignal, out: (s
       ...(natsUrl ? { natsUrl } : {}),
       ...(natsUrl && databaseUrl ? { databaseUrl } : {}),
       spoolDir: values['spool-dir'],
-      // Separate runs sharing one NATS (tests, side-by-side gateways) each get their own stream.
-      ...(process.env['VOICEGATE_STREAM'] ? { stream: process.env['VOICEGATE_STREAM'] } : {}),
-      ...(process.env['VOICEGATE_SUBJECT_PREFIX'] ? { subjectPrefix: process.env['VOICEGATE_SUBJECT_PREFIX'] } : {}),
-      ...(process.env['VOICEGATE_DURABLE'] ? { durable: process.env['VOICEGATE_DURABLE'] } : {}),
+      ...spanStreamFromEnv(),
       logger,
       snapshot: () => source.current(),
     });

@@ -4,15 +4,16 @@
  * `voicegate extproc`) and serves until SIGINT/SIGTERM.
  */
 import { parseArgs } from 'node:util';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { createAuthorizer } from '../authz/authorizer.ts';
 import type { Authorizer } from '../authz/types.ts';
+import { waitForShutdown } from '../cli/signals.ts';
 import { loadSnapshotFromFile } from '../config/load.ts';
 import { reloadOnSighup } from '../config/reload.ts';
 import { StaticSnapshotSource } from '../config/snapshot.ts';
 import { createGrpcAuthorizer } from '../envoy/authz-client.ts';
 import { createLogger } from '../observability/logger.ts';
-import { collectDefaultMetrics, Registry } from 'prom-client';
 import { startSidePort } from '../observability/http-server.ts';
 import { createExchangeMetrics } from '../observability/exchange-metrics.ts';
 import { createUsagePipeline } from '../usage/commands.ts';
@@ -90,18 +91,7 @@ export async function edgeCommand(args: string[], signal?: AbortSignal): Promise
   const stopReload = reloadOnSighup(snapshotSource, config, logger);
   logger.info({ url: edge.url, authz, metricsPort: side.port }, 'edge ready');
 
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      signal?.removeEventListener('abort', stop);
-      resolve();
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    signal?.addEventListener('abort', stop, { once: true });
-    if (signal?.aborted) stop();
-  });
+  await waitForShutdown(signal);
   logger.info('edge stopping');
   stopReload();
   await edge.close();

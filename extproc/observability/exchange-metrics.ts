@@ -23,20 +23,10 @@ export function createExchangeMetrics(registry: Registry): ExchangeObserverFacto
     labelNames: ['route_kind', 'endpoint', 'model', 'decision', 'status_class'] as const,
     registers: [registry],
   });
-  const duration = new Histogram({
-    name: 'voicegate_edge_exchange_duration_seconds',
-    help: 'Arrival to end of the exchange (whole stream or session)',
-    labelNames: ['route_kind', 'endpoint'] as const,
-    buckets: DURATION_BUCKETS,
-    registers: [registry],
-  });
-  const ttfb = new Histogram({
-    name: 'voicegate_edge_upstream_first_byte_seconds',
-    help: "Arrival to the upstream's response head (or WebSocket 101)",
-    labelNames: ['route_kind', 'endpoint'] as const,
-    buckets: DURATION_BUCKETS,
-    registers: [registry],
-  });
+  const timing = (name: string, help: string) =>
+    new Histogram({ name, help, labelNames: ['route_kind', 'endpoint'] as const, buckets: DURATION_BUCKETS, registers: [registry] });
+  const duration = timing('voicegate_edge_exchange_duration_seconds', 'Arrival to end of the exchange (whole stream or session)');
+  const ttfb = timing('voicegate_edge_upstream_first_byte_seconds', "Arrival to the upstream's response head (or WebSocket 101)");
   const active = new Gauge({
     name: 'voicegate_edge_active_exchanges',
     help: 'Exchanges in flight through the edge',

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
 import { pino, type Logger } from 'pino';
+import { waitForShutdown } from '../cli/signals.ts';
 import type { ExchangeObserverFactory } from '../edge/exchange-observer.ts';
 import type { Snapshot } from '../config/snapshot.ts';
 import { startAggregator } from './aggregator.ts';
@@ -23,22 +24,24 @@ import { formatUsageTable, parseSince, queryUsage, USAGE_DIMENSIONS, type UsageD
 
 const stderrLogger = () => pino({ name: 'voicegate' }, pino.destination(2));
 
-function waitForSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const on = (sig: string) => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(sig);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
+/**
+ * The span stream, subject prefix and aggregator durable named by `VOICEGATE_STREAM`,
+ * `VOICEGATE_SUBJECT_PREFIX` and `VOICEGATE_DURABLE` (unset or empty: the defaults), so separate
+ * runs sharing one NATS each get their own. `voicegate start` and the consumer commands both read
+ * them here, so they agree.
+ */
+export function spanStreamFromEnv(): { stream?: string; subjectPrefix?: string; durable?: string } {
+  const stream = process.env['VOICEGATE_STREAM'];
+  const subjectPrefix = process.env['VOICEGATE_SUBJECT_PREFIX'];
+  const durable = process.env['VOICEGATE_DURABLE'];
+  return { ...(stream ? { stream } : {}), ...(subjectPrefix ? { subjectPrefix } : {}), ...(durable ? { durable } : {}) };
 }
 
-/** `--stream` / `--subject-prefix` fall back to the env vars `voicegate start` reads, so both agree. */
+/** `--stream` / `--subject-prefix` fall back to the env vars `voicegate start` reads. */
 function streamSettings(values: { stream?: string | undefined; 'subject-prefix'?: string | undefined }): { name?: string; subjectPrefix?: string } {
-  const name = values.stream ?? process.env['VOICEGATE_STREAM'];
-  const subjectPrefix = values['subject-prefix'] ?? process.env['VOICEGATE_SUBJECT_PREFIX'];
+  const env = spanStreamFromEnv();
+  const name = values.stream ?? env.stream;
+  const subjectPrefix = values['subject-prefix'] ?? env.subjectPrefix;
   return { ...(name ? { name } : {}), ...(subjectPrefix ? { subjectPrefix } : {}) };
 }
 
@@ -64,7 +67,7 @@ export async function aggregatorCommand(args: string[]): Promise<number> {
     log.error('--batch and --ack-wait must be positive integers');
     return 2;
   }
-  const durable = values.durable ?? process.env['VOICEGATE_DURABLE'];
+  const durable = values.durable ?? spanStreamFromEnv().durable;
   const nc = await connect({ servers: natsUrl, name: 'voicegate-aggregator', maxReconnectAttempts: -1 });
   const pool = new pg.Pool({ connectionString: databaseUrl });
   const running = await startAggregator({
@@ -77,7 +80,7 @@ export async function aggregatorCommand(args: string[]): Promise<number> {
     ...(values['ack-wait'] ? { ackWaitMs: Number(values['ack-wait']) } : {}),
   });
   log.info({ nats: natsUrl }, 'aggregator running');
-  const code = await Promise.race([waitForSignal().then(() => 0), running.done.then(() => 0, () => 1)]);
+  const code = await Promise.race([waitForShutdown().then(() => 0), running.done.then(() => 0, () => 1)]);
   await running.stop();
   await nc.drain();
   await pool.end();
@@ -103,7 +106,7 @@ export async function otelExportCommand(args: string[]): Promise<number> {
     ...(values.durable ? { durable: values.durable } : {}),
   });
   log.info({ endpoint: tracesUrl(endpoint) }, 'otel export running');
-  const code = await Promise.race([waitForSignal().then(() => 0), running.done.then(() => 0, () => 1)]);
+  const code = await Promise.race([waitForShutdown().then(() => 0), running.done.then(() => 0, () => 1)]);
   await running.stop();
   await nc.drain();
   return code;
@@ -172,10 +175,12 @@ export interface UsagePipeline {
  */
 export async function createUsagePipeline(opts: UsagePipelineOptions): Promise<UsagePipeline> {
   const log = opts.logger;
+  const observerFor = (sink: SpanSink) =>
+    createUsageObserverFactory({ sink, snapshot: opts.snapshot, onError: (err) => log.error({ err }, 'usage span failed') });
   if (!opts.natsUrl) {
     const sink = new FileSpanSink(join(opts.spoolDir, 'spans.jsonl'), log);
     log.info({ path: sink.path }, 'NATS_URL not set: usage spans go to a local file');
-    return { sink, observe: createUsageObserverFactory({ sink, snapshot: opts.snapshot, onError: (err) => log.error({ err }, 'usage span failed') }), close: () => sink.close() };
+    return { sink, observe: observerFor(sink), close: () => sink.close() };
   }
   const streamOpts = {
     ...(opts.stream ? { name: opts.stream } : {}),
@@ -210,7 +215,7 @@ export async function createUsagePipeline(opts: UsagePipelineOptions): Promise<U
     : Promise.resolve();
   return {
     sink,
-    observe: createUsageObserverFactory({ sink, snapshot: opts.snapshot, onError: (err) => log.error({ err }, 'usage span failed') }),
+    observe: observerFor(sink),
     async close() {
       stopped = true;
       await sink.close();

@@ -66,6 +66,18 @@ class UsageObserver implements ExchangeObserver {
     return this.#start.metadata.model_type === 'stt';
   }
 
+  /**
+   * Whether upstream WebSocket messages can stop being parsed. A TTS session carries no
+   * transcriptions and an STT one no audio, so waiting for both would parse every (base64 audio)
+   * message of a TTS session to the end.
+   */
+  get #wsTimingKnown(): boolean {
+    const type = this.#start.metadata.model_type;
+    if (type === 'tts') return this.#firstAudioMs !== undefined;
+    if (type === 'stt') return this.#firstTranscriptMs !== undefined;
+    return this.#firstAudioMs !== undefined && this.#firstTranscriptMs !== undefined;
+  }
+
   requestChunk(chunk: Uint8Array): void {
     this.#bytesIn += chunk.byteLength;
     if (this.#requestKeptBytes < MAX_KEPT_REQUEST) {
@@ -99,7 +111,7 @@ class UsageObserver implements ExchangeObserver {
 
   upstreamMessage(data: Uint8Array, isBinary: boolean): void {
     this.#bytesOut += data.byteLength;
-    if (isBinary || (this.#firstAudioMs !== undefined && this.#firstTranscriptMs !== undefined)) return;
+    if (isBinary || this.#wsTimingKnown) return;
     const kind = wsMessageKind(data);
     if (kind === 'chunk') this.#firstAudioMs ??= elapsedMs(this.#start.startHr);
     else if (kind === 'transcription') this.#firstTranscriptMs ??= elapsedMs(this.#start.startHr);

@@ -2,6 +2,10 @@
  * Metering from the wire: TTS input characters and STT audio seconds, computed from what the
  * gateway forwards (never from provider usage frames — Smallest sends none).
  */
+import { countCodePoints } from '../authz/tts-body.ts';
+
+// Metering counts characters exactly as the decision does (code points; see tts-body.ts).
+export { countCodePoints };
 
 /** Audio seconds, rounded to microseconds so that cost arithmetic on them is reproducible. */
 export type AudioSeconds = number & { readonly __brand: 'AudioSeconds' };
@@ -9,13 +13,6 @@ export type AudioSeconds = number & { readonly __brand: 'AudioSeconds' };
 /** Rounds to 6 decimals (µs); every audio quantity in a span passes through here. */
 export function audioSeconds(value: number): AudioSeconds {
   return (Math.round(value * 1e6) / 1e6) as AudioSeconds;
-}
-
-/** Unicode code points (not UTF-16 units): "héllo 👋" is 7. */
-export function countCodePoints(text: string): number {
-  let n = 0;
-  for (const _ of text) n++;
-  return n;
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: false });
