@@ -68,7 +68,7 @@ export function decide(input: CheckInput, snapshot: Snapshot | undefined, identi
   meta.upstream_path = upstreamPath;
 
   if (spec.model === 'none') {
-    return allowWith(input, [], meta);
+    return allowWith(query, [], meta);
   }
 
   const requested = modelName(spec, matched.pathModel, body?.model, query, snapshot, parsed.provider);
@@ -98,11 +98,12 @@ export function decide(input: CheckInput, snapshot: Snapshot | undefined, identi
       meta,
     );
   }
-  return allowWith(input, [{ key: 'authorization', value: `Bearer ${account.token}` }], meta);
+  return allowWith(query, [{ key: 'authorization', value: `Bearer ${account.token}` }], meta);
 }
 
-function allowWith(input: CheckInput, set: { key: string; value: string }[], meta: DecisionMetadata): Decision {
-  const hasToken = input.path.includes('?') && new URLSearchParams(input.path.slice(input.path.indexOf('?') + 1)).has(TOKEN_QUERY_PARAMETER);
+/** `query` is the request's query, already parsed by {@link decide}. */
+function allowWith(query: URLSearchParams, set: { key: string; value: string }[], meta: DecisionMetadata): Decision {
+  const hasToken = query.has(TOKEN_QUERY_PARAMETER);
   return {
     kind: 'allow',
     headersToSet: set,
