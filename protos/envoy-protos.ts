@@ -96,8 +96,3 @@ export function loadEnvoyRoot(): protobuf.Root {
   cachedRoot = root;
   return root;
 }
-
-/** The protobufjs module voicegate's Envoy protos are read with (for its `Reader`/`Writer`). */
-export function envoyProtobuf(): typeof protobuf {
-  return protobufjs;
-}

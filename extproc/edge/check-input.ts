@@ -5,6 +5,7 @@
  * send it.
  */
 import type { CheckInput, RouteKind } from '../authz/types.ts';
+import { PARTIAL_BODY_HEADER } from '../authz/decide.ts';
 import { CATALOGUES, matchEndpoint, parsePublicPath } from '../authz/endpoints.ts';
 
 /** What the edge needs to know about a route before deciding. */
@@ -19,10 +20,10 @@ export interface RouteTraits {
  * decision can never disagree about which routes carry a JSON body.
  */
 export function routeTraits(method: string, pathWithQuery: string, upgrade: boolean): RouteTraits {
+  if (upgrade) return { sendsBody: false, kind: 'websocket' };
   const parsed = parsePublicPath(pathWithQuery);
   const catalogue = parsed ? CATALOGUES.get(parsed.provider) : undefined;
   const match = parsed && catalogue ? matchEndpoint(catalogue, method, parsed.upstreamPath) : undefined;
-  if (upgrade) return { sendsBody: false, kind: 'websocket' };
   if (!match) return { sendsBody: false, kind: 'rest' };
   return { sendsBody: method === 'POST' && match.spec.readsBody, kind: match.spec.kind };
 }
@@ -39,8 +40,8 @@ export interface CheckInputParts {
   readonly partialBody?: boolean;
 }
 
-/** Envoy marks a truncated body with this header on the check request. */
-export const PARTIAL_BODY_HEADER = 'x-envoy-auth-partial-body';
+/** Envoy marks a truncated body with this header on the check request (the decision reads it). */
+export { PARTIAL_BODY_HEADER };
 
 /** Pure mapping from the received request to the decision's input. */
 export function buildCheckInput(p: CheckInputParts): CheckInput {

@@ -4,6 +4,7 @@
  * exchange for the observer.
  */
 import type { Logger } from 'pino';
+import { TOKEN_QUERY_PARAMETER } from '../authz/decide.ts';
 import type { Authorizer, CheckInput, Decision, RouteKind } from '../authz/types.ts';
 import { authzUnavailable } from '../envoy/check-response-decode.ts';
 import type { ExchangeStart } from './exchange-observer.ts';
@@ -31,6 +32,8 @@ export interface ArrivalFacts {
   readonly requestBody?: Uint8Array;
 }
 
+const QUERY_CREDENTIALS: readonly string[] = [TOKEN_QUERY_PARAMETER];
+
 /** The observer's view of an exchange: credentials and the `token` query parameter removed. */
 export function exchangeStart(a: ArrivalFacts, decision: Decision): ExchangeStart {
   return {
@@ -38,7 +41,7 @@ export function exchangeStart(a: ArrivalFacts, decision: Decision): ExchangeStar
     startedAtMs: a.startedAtMs,
     startHr: a.startHr,
     method: a.method,
-    path: removeQueryParams(a.pathWithQuery, ['token']),
+    path: removeQueryParams(a.pathWithQuery, QUERY_CREDENTIALS),
     routeKind: decision.metadata.route_kind ?? a.routeKind,
     headers: withoutCredentials(a.headers),
     decision: decision.kind,

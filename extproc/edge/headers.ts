@@ -3,6 +3,7 @@
  * §7.6.1 connection-specific fields) and what counts as a caller credential.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { CREDENTIAL_HEADERS as DECISION_REMOVES } from '../authz/decide.ts';
 
 /** Connection-specific fields (RFC 9110 §7.6.1) plus the legacy ones RFC 2616 §13.5.1 listed. */
 const HOP_BY_HOP = new Set([
@@ -15,13 +16,11 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-/** Headers through which a caller can present a credential; none of them may reach the upstream. */
-export const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set([
-  'authorization',
-  'proxy-authorization',
-  'cookie',
-  'x-api-key',
-]);
+/**
+ * Headers through which a caller can present a credential; none of them may reach the upstream.
+ * The decision's removal list plus `authorization`, which an allow overwrites with the provider key.
+ */
+export const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(['authorization', ...DECISION_REMOVES]);
 
 /** The opening-handshake fields `ws` writes itself (RFC 6455 §4.1); forwarding ours would double them. */
 const WEBSOCKET_HANDSHAKE = new Set([

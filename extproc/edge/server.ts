@@ -9,7 +9,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import type { Authorizer } from '../authz/types.ts';
+import type { Authorizer, RouteKind } from '../authz/types.ts';
 import type { SnapshotSource } from '../config/snapshot.ts';
 import { ClientAbortedError, readBodyPrefix, type BodyPrefix } from './body-prefix.ts';
 import { admit, type Arrival } from './admit.ts';
@@ -93,13 +93,13 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
 
   const deps = { authorizer: opts.authorizer, logger, ...(opts.observe ? { observe: opts.observe } : {}) };
 
-  function arrival(req: IncomingMessage, upgrade: boolean): Arrival {
+  function arrival(req: IncomingMessage, routeKind: RouteKind): Arrival {
     const method = req.method ?? 'GET';
     const pathWithQuery = req.url ?? '/';
     // The edge listens in plain HTTP; TLS, when any, ends in front of it.
     const scheme = 'http';
     const forwarded = forwardedFields(req.headersDistinct['x-forwarded-for'], req.socket.remoteAddress, scheme);
-    const headers: Record<string, string> = { ...flattenHeaders(req.headers), ...forwarded };
+    const headers: Record<string, string> = Object.assign(flattenHeaders(req.headers), forwarded);
     const callerHeaders: Record<string, readonly string[] | undefined> = { ...req.headersDistinct };
     for (const [name, value] of Object.entries(forwarded)) callerHeaders[name] = [value];
     const given = headers['x-request-id'];
@@ -112,7 +112,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
       method,
       pathWithQuery,
       headers,
-      routeKind: routeTraits(method, pathWithQuery, upgrade).kind,
+      routeKind,
       scheme,
       callerHeaders,
     };
@@ -123,10 +123,11 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
     if (own === '/healthz') return writeLocal(res, healthResponse());
     if (own === '/readyz') return writeLocal(res, readinessResponse(opts.source.current() !== undefined));
 
-    const facts = arrival(req, false);
+    const traits = routeTraits(req.method ?? 'GET', req.url ?? '/', false);
+    const facts = arrival(req, traits.kind);
     const snapshot = opts.source.current();
     let prefix: BodyPrefix | undefined;
-    if (routeTraits(facts.method, facts.pathWithQuery, false).sendsBody) {
+    if (traits.sendsBody) {
       const limit = opts.maxDecisionBodyBytes ?? snapshot?.maxDecisionBodyBytes ?? DEFAULT_MAX_DECISION_BODY_BYTES;
       prefix = await readBodyPrefix(req, limit);
     }
@@ -151,7 +152,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
       return writeRawResponse(socket, gatewayError(400, 'bad_upgrade', 'Malformed WebSocket opening handshake.'));
     }
     const ok = await admit(deps, {
-      facts: arrival(req, true),
+      facts: arrival(req, 'websocket'),
       snapshot: opts.source.current(),
       websocket: true,
       gone: () => socket.destroyed,

@@ -5,6 +5,7 @@
  */
 import type { Allow } from '../authz/types.ts';
 import type { Snapshot } from '../config/snapshot.ts';
+import { TOKEN_QUERY_PARAMETER } from '../authz/decide.ts';
 import { parsePublicPath } from '../authz/endpoints.ts';
 import { CREDENTIAL_HEADERS, hopByHopFilter, isWebSocketHandshakeHeader } from './headers.ts';
 import { removeQueryParams } from './query.ts';
@@ -34,9 +35,6 @@ export interface PlanInput {
   readonly websocket: boolean;
 }
 
-/** The browser query credential; stripped even if a decision forgot to list it. */
-const QUERY_CREDENTIAL = 'token';
-
 /**
  * Computes the upstream URL and headers. The decision's `upstream_path` wins; without it the path
  * is derived the way envoy.yaml's prefix rewrite does (drop `/{provider}`, `/api/v1/` → `/waves/v1/`).
@@ -51,7 +49,8 @@ export function planUpstream(p: PlanInput): UpstreamPlan | PlanFailure {
   if (upstreamPath === undefined || !upstreamPath.startsWith('/')) {
     return { kind: 'no-route', message: 'No provider serves this path.' };
   }
-  const cleaned = removeQueryParams(upstreamPath, [...p.decision.queryParametersToRemove, QUERY_CREDENTIAL]);
+  // The browser query credential is stripped even if a decision forgot to list it.
+  const cleaned = removeQueryParams(upstreamPath, [...p.decision.queryParametersToRemove, TOKEN_QUERY_PARAMETER]);
   const url = new URL(provider.upstream.replace(/\/+$/, '') + cleaned);
 
   const hop = hopByHopFilter(p.callerHeaders.connection);
