@@ -9,18 +9,13 @@ import type { Authorizer, Decision } from '../authz/types.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { AuthzMetrics } from '../observability/metrics.ts';
 import { loadEnvoyRoot, lookup } from '../../protos/envoy-protos.ts';
-import { decodeCheckRequest, fromCheckRequest, type CheckRequestParse } from './check-request.ts';
+import { decodeCheckRequest, type CheckRequestParse } from './check-request.ts';
 import { checkResponseEncoder } from './check-response.ts';
 
 export interface AuthorizationServiceDeps {
   readonly authorizer: Authorizer;
   readonly logger: Logger;
   readonly metrics?: AuthzMetrics;
-}
-
-/** The Check handler for a proto-loader-shaped CheckRequest object, usable without grpc-js. */
-export function handleCheck(raw: unknown, deps: AuthorizationServiceDeps): Promise<Decision> {
-  return decideCheck(fromCheckRequest(raw), deps);
 }
 
 /** Decides an already parsed CheckRequest; a failed parse is denied, an authorizer failure is a 503. */
