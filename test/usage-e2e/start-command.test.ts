@@ -137,7 +137,10 @@ describe('voicegate start and usage', () => {
     expect(spans).toHaveLength(1);
     expect(spans[0]).toMatchObject({ user: 'alice', teams: ['voice'], model: 'lightning-v3.1', status: 200, characters: 45, costUsd: '0.0008775' });
     expect(readFileSync(file, 'utf8')).not.toContain(g.token);
-    const summary = g.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'usage');
+    const summaries = () => g.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'usage');
+    // The file and the log line travel separately (the log through the child's stdout pipe).
+    await eventually(() => summaries().length > 0, 10_000, 'a usage summary log line');
+    const summary = summaries();
     expect(summary).toHaveLength(1);
     expect(summary[0]).toMatchObject({ user: 'alice', model: 'lightning-v3.1', status: 200, characters: 45, costUsd: '0.0008775', requestId: spans[0]!.requestId });
 
