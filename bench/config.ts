@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadSnapshotFromText } from '../extproc/config/load.ts';
-import type { Snapshot } from '../extproc/config/snapshot.ts';
+import { loadSnapshotFromText } from '../extproc/adapters/files/config-file.ts';
+import type { Snapshot } from '../extproc/core/config/snapshot.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const EXAMPLE_CONFIG = join(REPO_ROOT, 'examples', 'voicegate.yaml');

@@ -2,7 +2,7 @@
  * What every case gets: the run's settings, a way to start the servers it needs (each in its own
  * pinned child), the gateway token and the provider key, and the three paths a request can take.
  */
-import { signDevToken } from '../extproc/cli/token-command.ts';
+import { signDevToken } from '../extproc/main/commands/token.ts';
 import { benchSnapshot, providerKeys } from './config.ts';
 import { startServer, type CpuPlan, type ServerChild } from './processes.ts';
 

@@ -4,6 +4,6 @@
 import { register } from 'tsx/esm/api';
 
 register();
-const { runCli } = await import('../extproc/cli/main.ts');
+const { runCli } = await import('../extproc/main/main.ts');
 const code = await runCli(process.argv.slice(2));
 if (typeof code === 'number') process.exitCode = code;

@@ -10,7 +10,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { waitForShutdown } from '../extproc/cli/signals.ts';
+import { waitForShutdown } from '../extproc/main/signals.ts';
 import type { SimulatorAccount } from './accounts.ts';
 import { DEFAULT_SIMULATOR_PORT, startSimulator, type SimulatorHandle, type SimulatorOptions } from './server.ts';
 
@@ -85,7 +85,7 @@ export function parseSimulatorArgs(args: readonly string[]): ParsedArgs {
 
 /** Every `smallest` account of a voicegate config file. */
 async function accountsFromConfig(path: string): Promise<SimulatorAccount[]> {
-  const { loadSnapshotFromFile } = await import('../extproc/config/load.ts');
+  const { loadSnapshotFromFile } = await import('../extproc/adapters/files/config-file.ts');
   const snapshot = await loadSnapshotFromFile(path);
   const out: SimulatorAccount[] = [];
   for (const a of snapshot.accounts.values()) if (a.provider === 'smallest') out.push({ key: a.token, units: a.concurrency });

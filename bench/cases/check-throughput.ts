@@ -4,9 +4,9 @@
  * core. With a cached token (every call carries the same JWT) and with a fresh token on every call
  * (pre-signed before timing, so each call pays a signature verification).
  */
-import { createGrpcAuthorizer } from '../../extproc/envoy/authz-client.ts';
-import type { CheckInput } from '../../extproc/authz/types.ts';
-import { signDevToken } from '../../extproc/cli/token-command.ts';
+import { createGrpcAuthorizer } from '../../extproc/adapters/envoy/authz-client.ts';
+import type { CheckInput } from '../../extproc/core/decision/types.ts';
+import { signDevToken } from '../../extproc/main/commands/token.ts';
 import { SMALL_TTS_BODY } from '../clients.ts';
 import { benchSnapshot } from '../config.ts';
 import { gatewayToken, type BenchSettings } from '../harness.ts';

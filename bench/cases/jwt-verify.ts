@@ -6,8 +6,8 @@
  */
 import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
-import { IdentityVerifier } from '../../extproc/authz/identity.ts';
-import type { IssuerConfig } from '../../extproc/config/snapshot.ts';
+import { IdentityVerifier } from '../../extproc/core/identity/identity.ts';
+import type { IssuerConfig } from '../../extproc/core/config/snapshot.ts';
 import type { BenchSettings } from '../harness.ts';
 import type { CaseResult, Row } from '../report.ts';
 import { spread } from '../stats.ts';

@@ -2,10 +2,10 @@
  * Benchmark child: the embedded edge. `--upstream URL --authz inproc|HOST:PORT` — `inproc` decides
  * in this process; `HOST:PORT` asks `voicegate extproc` over gRPC (Envoy's ext_authz wire contract).
  */
-import { createAuthorizer } from '../../extproc/authz/authorizer.ts';
-import { StaticSnapshotSource } from '../../extproc/config/snapshot.ts';
-import { createGrpcAuthorizer } from '../../extproc/envoy/authz-client.ts';
-import { startEdge } from '../../extproc/edge/server.ts';
+import { createAuthorizer } from '../../extproc/core/decision/authorizer.ts';
+import { StaticSnapshotSource } from '../../extproc/core/config/snapshot.ts';
+import { createGrpcAuthorizer } from '../../extproc/adapters/envoy/authz-client.ts';
+import { startEdge } from '../../extproc/adapters/edge/server.ts';
 import { benchSnapshot } from '../config.ts';
 import { arg, serve } from './lifecycle.ts';
 

@@ -1,8 +1,8 @@
 /** Benchmark child: the decision service alone (ext_authz Check over gRPC). `--upstream URL` */
-import { createAuthorizer } from '../../extproc/authz/authorizer.ts';
-import { StaticSnapshotSource } from '../../extproc/config/snapshot.ts';
-import { startExtprocServer } from '../../extproc/envoy/server.ts';
-import { createLogger } from '../../extproc/observability/logger.ts';
+import { createAuthorizer } from '../../extproc/core/decision/authorizer.ts';
+import { StaticSnapshotSource } from '../../extproc/core/config/snapshot.ts';
+import { startExtprocServer } from '../../extproc/adapters/envoy/server.ts';
+import { createLogger } from '../../extproc/main/logger.ts';
 import { benchSnapshot } from '../config.ts';
 import { arg, serve } from './lifecycle.ts';
 

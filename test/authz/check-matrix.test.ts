@@ -7,9 +7,9 @@ import { createHmac, randomUUID } from 'node:crypto';
 import { exportSPKI } from 'jose';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createAuthorizer } from '../../extproc/authz/authorizer.ts';
-import { StaticSnapshotSource } from '../../extproc/config/snapshot.ts';
-import { startExtprocServer, type ExtprocServer } from '../../extproc/envoy/server.ts';
+import { createAuthorizer } from '../../extproc/core/decision/authorizer.ts';
+import { StaticSnapshotSource } from '../../extproc/core/config/snapshot.ts';
+import { startExtprocServer, type ExtprocServer } from '../../extproc/adapters/envoy/server.ts';
 import {
   accountKeys,
   ALGS,

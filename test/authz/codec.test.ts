@@ -5,10 +5,10 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { deny } from '../../extproc/authz/decide.ts';
-import type { Decision } from '../../extproc/authz/types.ts';
-import { decodeCheckRequest, fromCheckRequest } from '../../extproc/envoy/check-request.ts';
-import { checkResponseEncoder, toCheckResponse } from '../../extproc/envoy/check-response.ts';
+import { deny } from '../../extproc/core/decision/decide.ts';
+import type { Decision } from '../../extproc/core/decision/types.ts';
+import { decodeCheckRequest, fromCheckRequest } from '../../extproc/adapters/envoy/check-request.ts';
+import { checkResponseEncoder, toCheckResponse } from '../../extproc/adapters/envoy/check-response.ts';
 import { loadEnvoyProtos, loadEnvoyRoot, lookup } from '../../protos/envoy-protos.ts';
 
 const check = lookup<grpc.ServiceClientConstructor>(loadEnvoyProtos(), 'envoy.service.auth.v3.Authorization').service['Check']!;

@@ -3,13 +3,13 @@
  * its 4xx/503 answers, query-token removal, token lookup, and the verification cache.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { decide } from '../../extproc/authz/decide.ts';
-import { CATALOGUES, matchEndpoint, parsePublicPath } from '../../extproc/authz/endpoints.ts';
-import { IdentityVerifier, type IdentityResult } from '../../extproc/authz/identity.ts';
-import { findToken } from '../../extproc/authz/token.ts';
-import { countCodePoints, readTtsBody } from '../../extproc/authz/tts-body.ts';
-import type { Allow, CheckInput, Decision, Deny } from '../../extproc/authz/types.ts';
-import type { IssuerConfig, Snapshot } from '../../extproc/config/snapshot.ts';
+import { decide } from '../../extproc/core/decision/decide.ts';
+import { CATALOGUES, matchEndpoint, parsePublicPath } from '../../extproc/core/catalogue/endpoints.ts';
+import { IdentityVerifier, type IdentityResult } from '../../extproc/core/identity/identity.ts';
+import { findToken } from '../../extproc/core/identity/token.ts';
+import { countCodePoints, readTtsBody } from '../../extproc/core/decision/tts-body.ts';
+import type { Allow, CheckInput, Decision, Deny } from '../../extproc/core/decision/types.ts';
+import type { IssuerConfig, Snapshot } from '../../extproc/core/config/snapshot.ts';
 import { accountKeys, claims, loadTestSnapshot, makeKey, nowSec, sign, type TestKey } from './fixtures.ts';
 
 const keys = accountKeys();

@@ -8,9 +8,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
-import { loadSnapshotFromText } from '../../extproc/config/load.ts';
-import type { Snapshot } from '../../extproc/config/snapshot.ts';
-import { fromStruct, type ProtoStruct } from '../../extproc/envoy/struct.ts';
+import { loadSnapshotFromText } from '../../extproc/adapters/files/config-file.ts';
+import type { Snapshot } from '../../extproc/core/config/snapshot.ts';
+import { fromStruct, type ProtoStruct } from '../../extproc/adapters/envoy/struct.ts';
 import { loadEnvoyProtos, lookup } from '../../protos/envoy-protos.ts';
 
 export type TestAlg = 'RS256' | 'ES256' | 'EdDSA';

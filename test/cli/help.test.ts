@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { COMMANDS } from '../../extproc/cli/main.ts';
+import { COMMANDS } from '../../extproc/main/main.ts';
 
 function voicegate(...args: string[]) {
   const r = spawnSync(process.execPath, ['bin/voicegate.js', ...args], { encoding: 'utf8', timeout: 20_000 });

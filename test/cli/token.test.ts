@@ -7,9 +7,9 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { createAuthorizer } from '../../extproc/authz/authorizer.ts';
-import { loadSnapshotFromFile } from '../../extproc/config/load.ts';
-import { StaticSnapshotSource } from '../../extproc/config/snapshot.ts';
+import { createAuthorizer } from '../../extproc/core/decision/authorizer.ts';
+import { loadSnapshotFromFile } from '../../extproc/adapters/files/config-file.ts';
+import { StaticSnapshotSource } from '../../extproc/core/config/snapshot.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 

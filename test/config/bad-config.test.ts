@@ -10,8 +10,8 @@ import { join, resolve } from 'node:path';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { ConfigError } from '../../extproc/config/errors.ts';
-import { loadSnapshotFromFile } from '../../extproc/config/load.ts';
+import { ConfigError } from '../../extproc/core/config/errors.ts';
+import { loadSnapshotFromFile } from '../../extproc/adapters/files/config-file.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const ENV = { VG_BAD_TTS_KEY: 'sk_tts_bad_config_test_0001', SMALLEST_KEY_PROD: 'sk_prod_bad_config_test_0002' };

@@ -6,13 +6,13 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { createAuthorizer } from '../../extproc/authz/authorizer.ts';
-import { signDevToken } from '../../extproc/cli/token-command.ts';
-import { loadSnapshotFromText } from '../../extproc/config/load.ts';
-import { StaticSnapshotSource, type Snapshot } from '../../extproc/config/snapshot.ts';
-import { startEdge, type EdgeHandle } from '../../extproc/edge/server.ts';
-import { createGrpcAuthorizer } from '../../extproc/envoy/authz-client.ts';
-import { startExtprocServer, type ExtprocServer } from '../../extproc/envoy/server.ts';
+import { createAuthorizer } from '../../extproc/core/decision/authorizer.ts';
+import { signDevToken } from '../../extproc/main/commands/token.ts';
+import { loadSnapshotFromText } from '../../extproc/adapters/files/config-file.ts';
+import { StaticSnapshotSource, type Snapshot } from '../../extproc/core/config/snapshot.ts';
+import { startEdge, type EdgeHandle } from '../../extproc/adapters/edge/server.ts';
+import { createGrpcAuthorizer } from '../../extproc/adapters/envoy/authz-client.ts';
+import { startExtprocServer, type ExtprocServer } from '../../extproc/adapters/envoy/server.ts';
 import { startSimulator, type SimulatorHandle, type SimulatorOptions } from '../../simulator/index.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));

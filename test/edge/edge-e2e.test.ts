@@ -8,12 +8,12 @@ import { SignJWT, importJWK, type JWK } from 'jose';
 import { pino } from 'pino';
 import { request } from 'undici';
 import WebSocket from 'ws';
-import { createAuthorizer } from '../../extproc/authz/authorizer.ts';
-import { loadSnapshotFromFile } from '../../extproc/config/load.ts';
-import { StaticSnapshotSource, type Snapshot } from '../../extproc/config/snapshot.ts';
-import { startEdge, type EdgeHandle } from '../../extproc/edge/server.ts';
-import { createGrpcAuthorizer } from '../../extproc/envoy/authz-client.ts';
-import { startExtprocServer, type ExtprocServer } from '../../extproc/envoy/server.ts';
+import { createAuthorizer } from '../../extproc/core/decision/authorizer.ts';
+import { loadSnapshotFromFile } from '../../extproc/adapters/files/config-file.ts';
+import { StaticSnapshotSource, type Snapshot } from '../../extproc/core/config/snapshot.ts';
+import { startEdge, type EdgeHandle } from '../../extproc/adapters/edge/server.ts';
+import { createGrpcAuthorizer } from '../../extproc/adapters/envoy/authz-client.ts';
+import { startExtprocServer, type ExtprocServer } from '../../extproc/adapters/envoy/server.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
 import { recordingObserver } from './helpers.ts';
 

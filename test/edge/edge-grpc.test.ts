@@ -1,13 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { request } from 'undici';
-import type { Authorizer, Decision } from '../../extproc/authz/types.ts';
-import { StaticSnapshotSource } from '../../extproc/config/snapshot.ts';
-import { startEdge } from '../../extproc/edge/server.ts';
-import { createGrpcAuthorizer } from '../../extproc/envoy/authz-client.ts';
-import { decodeCheckResponse } from '../../extproc/envoy/check-response-decode.ts';
-import { toCheckResponse } from '../../extproc/envoy/check-response.ts';
-import { startExtprocServer } from '../../extproc/envoy/server.ts';
+import type { Authorizer, Decision } from '../../extproc/core/decision/types.ts';
+import { StaticSnapshotSource } from '../../extproc/core/config/snapshot.ts';
+import { startEdge } from '../../extproc/adapters/edge/server.ts';
+import { createGrpcAuthorizer } from '../../extproc/adapters/envoy/authz-client.ts';
+import { decodeCheckResponse } from '../../extproc/adapters/envoy/check-response-decode.ts';
+import { toCheckResponse } from '../../extproc/adapters/envoy/check-response.ts';
+import { startExtprocServer } from '../../extproc/adapters/envoy/server.ts';
 import { PROVIDER_KEY, TestAuthorizer, readBody, snapshotFor, startUpstream } from './helpers.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];

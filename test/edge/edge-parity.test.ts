@@ -3,9 +3,9 @@ import http, { type IncomingMessage } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import WebSocket from 'ws';
-import { forwardedFields } from '../../extproc/edge/headers.ts';
-import { startIdleTimer } from '../../extproc/edge/idle-timer.ts';
-import { DEFAULT_STREAM_IDLE_TIMEOUT_MS } from '../../extproc/edge/server.ts';
+import { forwardedFields } from '../../extproc/core/exchange/headers.ts';
+import { startIdleTimer } from '../../extproc/adapters/edge/idle-timer.ts';
+import { DEFAULT_STREAM_IDLE_TIMEOUT_MS } from '../../extproc/adapters/edge/server.ts';
 import { closed, opened, readBody, startTestEdge, startUpstream, until } from './helpers.ts';
 
 const cleanups: Array<() => Promise<void>> = [];

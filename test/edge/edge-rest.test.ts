@@ -2,8 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { StaticSnapshotSource } from '../../extproc/config/snapshot.ts';
-import { startEdge } from '../../extproc/edge/server.ts';
+import { StaticSnapshotSource } from '../../extproc/core/config/snapshot.ts';
+import { startEdge } from '../../extproc/adapters/edge/server.ts';
 import { PROVIDER_KEY, TestAuthorizer, readBody, startTestEdge, startUpstream, until, type Upstream } from './helpers.ts';
 
 const cleanups: Array<() => Promise<void>> = [];

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { buildCheckInput, routeTraits } from '../../extproc/edge/check-input.ts';
-import { parseEdgeArgs } from '../../extproc/edge/command.ts';
-import { relayRawHeaders } from '../../extproc/edge/headers.ts';
-import { removeQueryParams } from '../../extproc/edge/query.ts';
-import { planUpstream } from '../../extproc/edge/upstream-plan.ts';
-import { sendableCloseCode } from '../../extproc/edge/ws-proxy.ts';
+import { buildCheckInput, routeTraits } from '../../extproc/core/exchange/check-input.ts';
+import { parseEdgeArgs } from '../../extproc/main/commands/edge.ts';
+import { relayRawHeaders } from '../../extproc/core/exchange/headers.ts';
+import { removeQueryParams } from '../../extproc/core/exchange/query.ts';
+import { planUpstream } from '../../extproc/core/exchange/upstream-plan.ts';
+import { sendableCloseCode } from '../../extproc/adapters/edge/ws-proxy.ts';
 import { snapshotFor } from './helpers.ts';
 
 describe('removeQueryParams', () => {

@@ -2,11 +2,11 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Allow, Authorizer, CheckInput, Decision, Deny } from '../../extproc/authz/types.ts';
-import { StaticSnapshotSource, type Snapshot } from '../../extproc/config/snapshot.ts';
-import type { ExchangeEnd, ExchangeObserver, ExchangeStart } from '../../extproc/edge/exchange-observer.ts';
-import { startEdge } from '../../extproc/edge/server.ts';
-import { removeQueryParams } from '../../extproc/edge/query.ts';
+import type { Allow, Authorizer, CheckInput, Decision, Deny } from '../../extproc/core/decision/types.ts';
+import { StaticSnapshotSource, type Snapshot } from '../../extproc/core/config/snapshot.ts';
+import type { ExchangeEnd, ExchangeObserver, ExchangeStart } from '../../extproc/core/exchange/exchange-observer.ts';
+import { startEdge } from '../../extproc/adapters/edge/server.ts';
+import { removeQueryParams } from '../../extproc/core/exchange/query.ts';
 
 export const PROVIDER_KEY = 'sk_provider_secret_123';
 

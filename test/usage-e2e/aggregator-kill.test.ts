@@ -5,8 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { sumDecimals } from '../../extproc/usage/decimal.ts';
-import { NatsSpanSink } from '../../extproc/usage/nats-sink.ts';
+import { sumDecimals } from '../../extproc/core/usage/decimal.ts';
+import { NatsSpanSink } from '../../extproc/adapters/nats/nats-sink.ts';
 import { eventually, makeSpan, silentLogger, uniqueName } from '../usage/helpers.ts';
 import { NATS_URL, REPO, useIsolatedRun } from './helpers.ts';
 

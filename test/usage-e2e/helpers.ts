@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll } from 'vitest';
-import { loadSnapshotFromText } from '../../extproc/config/load.ts';
-import type { Snapshot } from '../../extproc/config/snapshot.ts';
+import { loadSnapshotFromText } from '../../extproc/adapters/files/config-file.ts';
+import type { Snapshot } from '../../extproc/core/config/snapshot.ts';
 import { freshDatabase, uniqueName } from '../usage/helpers.ts';
 
 export const NATS_URL = 'nats://127.0.0.1:4222';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
-import { decodeSpan } from '../../extproc/usage/span.ts';
+import { decodeSpan } from '../../extproc/core/usage/span.ts';
 import { eventually, uniqueName } from '../usage/helpers.ts';
 import { exampleConfigText, NATS_URL, REPO, textOf, useIsolatedRun } from './helpers.ts';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { ExchangeStart } from '../../extproc/edge/exchange-observer.ts';
-import { createUsageObserverFactory } from '../../extproc/usage/edge-observer.ts';
+import type { ExchangeStart } from '../../extproc/core/exchange/exchange-observer.ts';
+import { createUsageObserverFactory } from '../../extproc/core/usage/usage-observer.ts';
 import { MemorySink, testSnapshot, wav } from './helpers.ts';
 
 const enc = (s: string) => new TextEncoder().encode(s);

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { createUsagePipeline } from '../../extproc/usage/commands.ts';
-import { decodeSpan } from '../../extproc/usage/span.ts';
+import { createUsagePipeline } from '../../extproc/main/commands/usage.ts';
+import { decodeSpan } from '../../extproc/core/usage/span.ts';
 import { testSnapshot } from './helpers.ts';
 
 describe('usage pipeline without NATS', () => {

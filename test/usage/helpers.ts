@@ -2,9 +2,9 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { pino } from 'pino';
-import type { ModelConfig, Snapshot } from '../../extproc/config/snapshot.ts';
-import { newSpanId, SPAN_SCHEMA, type UsageSpan } from '../../extproc/usage/span.ts';
-import type { SpanSink } from '../../extproc/usage/span-sink.ts';
+import type { ModelConfig, Snapshot } from '../../extproc/core/config/snapshot.ts';
+import { newSpanId, SPAN_SCHEMA, type UsageSpan } from '../../extproc/core/usage/span.ts';
+import type { SpanSink } from '../../extproc/core/usage/span-sink.ts';
 
 export const silentLogger = pino({ level: 'silent' });
 

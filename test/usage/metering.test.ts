@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { Decimal, sumDecimals } from '../../extproc/usage/decimal.ts';
+import { Decimal, sumDecimals } from '../../extproc/core/usage/decimal.ts';
 import {
   countCodePoints, meterSttRest, parseWavHeader, pcmSeconds, sseAudioDetector, sttFormatFromPath,
   ttsCharactersFromBody, ttsCharactersFromWsMessage, wavSeconds,
-} from '../../extproc/usage/metering.ts';
-import { costUsd } from '../../extproc/usage/pricing.ts';
-import { decodeSpan, encodeSpan, isErrorSpan, subjectToken, traceContext } from '../../extproc/usage/span.ts';
+} from '../../extproc/core/usage/metering.ts';
+import { costUsd } from '../../extproc/core/usage/pricing.ts';
+import { decodeSpan, encodeSpan, isErrorSpan, subjectToken, traceContext } from '../../extproc/core/usage/span.ts';
 import { makeSpan, wav } from './helpers.ts';
 
 describe('Decimal', () => {

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAggregator } from '../../extproc/usage/aggregator.ts';
-import { NatsSpanSink } from '../../extproc/usage/nats-sink.ts';
+import { startAggregator } from '../../extproc/main/components/aggregator.ts';
+import { NatsSpanSink } from '../../extproc/adapters/nats/nats-sink.ts';
 import { eventually, freshDatabase, makeSpan, silentLogger } from './helpers.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vg-outage-'));

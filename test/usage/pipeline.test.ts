@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAggregator } from '../../extproc/usage/aggregator.ts';
-import { usageCommand } from '../../extproc/usage/commands.ts';
-import { NatsSpanSink } from '../../extproc/usage/nats-sink.ts';
-import { writeSpans } from '../../extproc/usage/rollup-writer.ts';
-import { encodeSpan } from '../../extproc/usage/span.ts';
-import { createUsageHttpHandler, queryUsage } from '../../extproc/usage/usage-query.ts';
+import { startAggregator } from '../../extproc/main/components/aggregator.ts';
+import { usageCommand } from '../../extproc/main/commands/usage.ts';
+import { NatsSpanSink } from '../../extproc/adapters/nats/nats-sink.ts';
+import { writeSpans } from '../../extproc/adapters/postgres/rollup-writer.ts';
+import { encodeSpan } from '../../extproc/core/usage/span.ts';
+import { createUsageHttpHandler, queryUsage } from '../../extproc/adapters/postgres/usage-query.ts';
 import { eventually, freshDatabase, makeSpan, silentLogger, uniqueName } from './helpers.ts';
 
 const NATS = 'nats://127.0.0.1:4222';

@@ -1,0 +1,156 @@
+/**
+ * REST and SSE relay over node:http: request and response bodies are piped (bounded by stream
+ * backpressure), never buffered whole.
+ *
+ * Why node:http and not undici: it was 25–50 % faster here (numbers on createUpstreamAgents), and it
+ * hands back `rawHeaders`, so header names reach the client with the upstream's casing and repetition.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { Logger } from 'pino';
+import type { BodyPrefix } from './body-prefix.ts';
+import { startIdleTimer, type IdleTimer } from './idle-timer.ts';
+import { relayRawHeaders } from '../../core/exchange/headers.ts';
+import { gatewayError, type GatewayErrorCode, type LocalResponse } from '../../core/exchange/responses.ts';
+import type { GuardedObserver } from '../../core/exchange/safe-observer.ts';
+import type { UpstreamPlan } from '../../core/exchange/upstream-plan.ts';
+
+/**
+ * Requests/s through a minimal proxy (same process shape as the edge) to a local upstream answering
+ * 1 KiB, autocannon 5 s, load generator on the same 2-core machine, Node 20.20:
+ *   node:http + keep-alive Agent   1 conn ≈ 15,900 req/s   32 conns ≈ 15,700 req/s
+ *   undici request + pipeline      1 conn ≈ 10,600 req/s   32 conns ≈ 12,800 req/s
+ *
+ * Keep-alive pools, one per scheme, owned by the edge and destroyed when it closes. */
+export interface UpstreamAgents {
+  readonly http: http.Agent;
+  readonly https: https.Agent;
+  destroy(): void;
+}
+
+export function createUpstreamAgents(): UpstreamAgents {
+  // LIFO reuses the warmest socket; Infinity mirrors Envoy, which does not queue below its breakers.
+  const opts = { keepAlive: true, maxSockets: Infinity, scheduling: 'lifo' as const };
+  const agents = { http: new http.Agent(opts), https: new https.Agent(opts) };
+  return { ...agents, destroy: () => (agents.http.destroy(), agents.https.destroy()) };
+}
+
+export interface RestExchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly plan: UpstreamPlan;
+  /** Body bytes already read for the decision; sent upstream first. */
+  readonly bodyPrefix?: BodyPrefix;
+  readonly observer: GuardedObserver;
+  /** Bound on connect + response head; SSE bodies may then stream for as long as they last. */
+  readonly timeoutMs: number;
+  /**
+   * After the response head: end the exchange when no byte moved either way for this long (Envoy's
+   * `stream_idle_timeout`); 0 disables it.
+   */
+  readonly idleTimeoutMs: number;
+  readonly agents: UpstreamAgents;
+  readonly logger: Logger;
+}
+
+class UpstreamTimeoutError extends Error {
+  override readonly name = 'UpstreamTimeoutError';
+}
+
+/** Writes a response the edge produced itself and reports the end of the exchange. */
+export function writeLocal(res: ServerResponse, r: LocalResponse): void {
+  const body = Buffer.from(r.body);
+  res.writeHead(r.status, { ...r.headers, 'content-length': String(body.length) });
+  res.end(body);
+}
+
+/** Relays one request upstream and its response back; returns at once, completes via events. */
+export function proxyRest(x: RestExchange): void {
+  const { req, res, plan, observer } = x;
+  const secure = plan.url.protocol === 'https:';
+  let failure: GatewayErrorCode | undefined;
+  let idle: IdleTimer | undefined;
+
+  const upReq = (secure ? https : http).request(plan.url, {
+    method: req.method,
+    headers: plan.headers,
+    agent: secure ? x.agents.https : x.agents.http,
+  });
+  // Nagle would hold small SSE frames and WebSocket-like chunks back (RFC 896 vs. streaming audio).
+  upReq.on('socket', (s) => s.setNoDelay(true));
+  const timer = setTimeout(() => upReq.destroy(new UpstreamTimeoutError('upstream did not answer in time')), x.timeoutMs);
+
+  upReq.on('error', (err) => {
+    clearTimeout(timer);
+    if (res.headersSent) {
+      failure ??= 'upstream_reset';
+      res.destroy();
+      return;
+    }
+    if (res.destroyed) return;
+    const timeout = err instanceof UpstreamTimeoutError;
+    failure = timeout ? 'upstream_timeout' : 'upstream_unreachable';
+    x.logger.debug({ err, requestId: plan.headers['x-request-id'] }, 'upstream request failed');
+    writeLocal(
+      res,
+      timeout
+        ? gatewayError(504, 'upstream_timeout', 'The provider did not answer in time.')
+        : gatewayError(502, 'upstream_unreachable', 'The provider could not be reached.'),
+    );
+  });
+
+  upReq.on('response', (upRes) => {
+    clearTimeout(timer);
+    // res 'close' stops the bound; if it already fired there is nothing left to bound.
+    if (!res.destroyed) {
+      idle = startIdleTimer(x.idleTimeoutMs, () => {
+        failure ??= 'stream_idle_timeout';
+        upReq.destroy();
+        res.destroy();
+      });
+    }
+    const status = upRes.statusCode ?? 502;
+    observer.responseStart(status, upRes.headers);
+    res.writeHead(status, upRes.statusMessage, relayRawHeaders(upRes.rawHeaders));
+    if ((upRes.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+      res.socket?.setNoDelay(true);
+      res.flushHeaders();
+    }
+    upRes.on('data', (chunk: Buffer) => {
+      idle?.touch();
+      observer.responseChunk(chunk);
+    });
+    upRes.on('error', () => {
+      failure ??= 'upstream_reset';
+      res.destroy();
+    });
+    upRes.pipe(res);
+  });
+
+  res.on('close', () => {
+    clearTimeout(timer);
+    idle?.stop();
+    if (!res.writableFinished) {
+      failure ??= 'client_aborted';
+      upReq.destroy();
+    }
+    observer.end({ status: res.headersSent ? res.statusCode : 0, ...(failure ? { error: failure } : {}) });
+  });
+
+  const prefix = x.bodyPrefix;
+  if (prefix) {
+    for (const chunk of prefix.chunks) {
+      observer.requestChunk(chunk);
+      upReq.write(chunk);
+    }
+    if (prefix.complete) {
+      upReq.end();
+      return;
+    }
+  }
+  req.on('data', (chunk: Buffer) => {
+    idle?.touch();
+    observer.requestChunk(chunk);
+  });
+  req.pipe(upReq);
+}

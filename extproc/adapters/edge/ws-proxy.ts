@@ -1,0 +1,325 @@
+/**
+ * WebSocket relay with `ws`: the upstream handshake happens first (with the injected credential and
+ * the caller's subprotocols); only when it opens does the caller get its 101, so an upstream
+ * rejection (401, 429…) reaches the caller as that very HTTP answer. Frames keep their type, close
+ * codes and reasons cross both ways, and a slow reader pauses the fast side instead of growing memory.
+ */
+import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import WebSocket, { WebSocketServer, type RawData } from 'ws';
+import { isWebSocketHandshakeHeader, relayRawHeaders } from '../../core/exchange/headers.ts';
+import { startIdleTimer } from './idle-timer.ts';
+import type { LocalResponse } from '../../core/exchange/responses.ts';
+import { gatewayError } from '../../core/exchange/responses.ts';
+import type { GuardedObserver } from '../../core/exchange/safe-observer.ts';
+import type { UpstreamPlan } from '../../core/exchange/upstream-plan.ts';
+
+/** Pause the reading side above this many bytes queued on the writing side… */
+export const DEFAULT_HIGH_WATER_BYTES = 1 << 20;
+/** …and resume once the queue drains below this. */
+export const DEFAULT_LOW_WATER_BYTES = 256 << 10;
+/** Largest upstream rejection body relayed to the caller. */
+const MAX_REJECTION_BODY = 64 << 10;
+
+export interface WebSocketProxyOptions {
+  readonly logger: Logger;
+  readonly highWaterBytes?: number;
+  readonly lowWaterBytes?: number;
+}
+
+export interface WebSocketExchange {
+  readonly req: IncomingMessage;
+  readonly socket: Duplex;
+  readonly head: Buffer;
+  readonly plan: UpstreamPlan;
+  readonly observer: GuardedObserver;
+  /** Bound on the upstream opening handshake. */
+  readonly timeoutMs: number;
+  /**
+   * After the handshake: close both legs with 1001 when no frame (data, ping or pong) crossed in
+   * either direction for this long (envoy.yaml's route `idle_timeout`); 0 disables it.
+   */
+  readonly idleTimeoutMs: number;
+}
+
+export interface WebSocketProxy {
+  proxy(x: WebSocketExchange): void;
+  /** Ends every live session (code 1001, going away), terminating laggards after a second. */
+  close(): Promise<void>;
+}
+
+/**
+ * RFC 6455 §7.4.1: 1005 and 1006 are never sent on the wire, and 1004/1015 or out-of-range codes
+ * are not valid in a close frame; map them to what a peer may receive.
+ */
+export function sendableCloseCode(code: number): number {
+  if (code === 1005) return 1000;
+  if (code === 1006) return 1011;
+  const valid = (code >= 1000 && code <= 1014 && code !== 1004) || (code >= 3000 && code <= 4999);
+  return valid ? code : 1011;
+}
+
+/** Writes a plain HTTP/1.1 answer on a socket that asked to upgrade, then closes it. */
+export function writeRawResponse(socket: Duplex, r: LocalResponse | { status: number; rawHeaders: string[]; body: Buffer }): void {
+  if (socket.destroyed) return;
+  const body = Buffer.isBuffer(r.body) ? r.body : Buffer.from(r.body);
+  const lines = [`HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? ''}`];
+  const raw = 'rawHeaders' in r ? r.rawHeaders : Object.entries(r.headers).flat();
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (name === 'content-length' || name === 'connection') continue;
+    lines.push(`${raw[i]}: ${raw[i + 1]}`);
+  }
+  lines.push(`content-length: ${body.length}`, 'connection: close', '', '');
+  socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]));
+  socket.once('finish', () => socket.destroy());
+}
+
+function toWebSocketUrl(url: URL): string {
+  const u = new URL(url.href);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  return u.href;
+}
+
+function parseProtocols(header: string | undefined): string[] {
+  if (!header) return [];
+  return header
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0);
+}
+
+function asBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+/** Module-level so that the listener left on a caller's socket closes over nothing. */
+function ignoreError(): void {}
+
+/** What the caller's 101 must carry over from the upstream's 101. */
+interface PendingHandshake {
+  readonly protocol: string | false;
+  readonly headers: readonly string[];
+}
+
+export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProxy {
+  const high = opts.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
+  const low = opts.lowWaterBytes ?? DEFAULT_LOW_WATER_BYTES;
+  const pending = new WeakMap<IncomingMessage, PendingHandshake>();
+  const live = new Set<{ client: WebSocket; upstream: WebSocket }>();
+
+  const wss = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    // Frames pass through untouched; compressing on one leg only would cost CPU for nothing.
+    perMessageDeflate: false,
+    handleProtocols: (_offered, request) => pending.get(request)?.protocol ?? false,
+  });
+  wss.on('headers', (headers, request) => {
+    const extra = pending.get(request)?.headers ?? [];
+    for (let i = 0; i + 1 < extra.length; i += 2) headers.push(`${extra[i]}: ${extra[i + 1]}`);
+  });
+
+  /**
+   * Relays messages one way; pauses `from` while `to` has more than `high` bytes queued. Every frame
+   * `from` delivers, control frames included, is `activity`: Envoy's idle timer counts any bytes on
+   * the stream, so a keep-alive ping keeps a session open there too.
+   */
+  function relay(
+    from: WebSocket,
+    to: WebSocket,
+    report: (data: Buffer, isBinary: boolean) => void,
+    activity: () => void,
+  ): void {
+    from.on('message', (data, isBinary) => {
+      activity();
+      const buf = asBuffer(data);
+      report(buf, isBinary);
+      if (to.readyState !== WebSocket.OPEN) return;
+      to.send(buf, { binary: isBinary }, () => {
+        if (from.isPaused && to.bufferedAmount <= low) from.resume();
+      });
+      if (to.bufferedAmount > high && !from.isPaused) from.pause();
+    });
+    from.on('ping', (data) => {
+      activity();
+      if (to.readyState === WebSocket.OPEN) to.ping(data);
+    });
+    from.on('pong', activity);
+  }
+
+  /**
+   * Takes only what a live session needs: every closure made here lives as long as the session, and
+   * a V8 closure keeps its whole enclosing scope, so the handshake's request, plan and timer must not
+   * be in reach (they were a sizeable part of an idle session's memory).
+   */
+  function bridge(observer: GuardedObserver, client: WebSocket, upstream: WebSocket, idleTimeoutMs: number): void {
+    const session = { client, upstream };
+    live.add(session);
+    let codeToClient: number | undefined;
+    let clientClosed = false;
+    let upstreamClosed = false;
+    let idledOut = false;
+    const idle = startIdleTimer(idleTimeoutMs, () => {
+      idledOut = true;
+      codeToClient = 1001;
+      if (client.readyState === WebSocket.OPEN) client.close(1001, 'idle timeout');
+      if (upstream.readyState === WebSocket.OPEN) upstream.close(1001, 'idle timeout');
+    });
+    const finish = (clientCode: number) => {
+      if (!clientClosed || !upstreamClosed) return;
+      idle.stop();
+      live.delete(session);
+      observer.end({ status: 101, closeCode: codeToClient ?? clientCode, ...(idledOut ? { error: 'idle_timeout' } : {}) });
+    };
+    let lastClientCode = 1005;
+
+    relay(client, upstream, (d, b) => observer.clientMessage(d, b), idle.touch);
+    relay(upstream, client, (d, b) => observer.upstreamMessage(d, b), idle.touch);
+
+    client.on('close', (code, reason) => {
+      clientClosed = true;
+      lastClientCode = code;
+      if (upstream.readyState === WebSocket.OPEN) upstream.close(sendableCloseCode(code), reason);
+      else if (upstream.readyState === WebSocket.CONNECTING) upstream.terminate();
+      upstream.resume();
+      finish(code);
+    });
+    upstream.on('close', (code, reason) => {
+      upstreamClosed = true;
+      if (client.readyState === WebSocket.OPEN) {
+        codeToClient = sendableCloseCode(code);
+        client.close(codeToClient, reason);
+      }
+      client.resume();
+      finish(lastClientCode);
+    });
+    client.on('error', (err) => observer.ended || opts.logger.debug({ err }, 'client websocket error'));
+    upstream.on('error', (err) => opts.logger.debug({ err }, 'upstream websocket error'));
+  }
+
+  function proxy(x: WebSocketExchange): void {
+    const { req, socket, plan, observer } = x;
+    let settled = false;
+    const fail = (r: LocalResponse, error: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      upstream.terminate();
+      writeRawResponse(socket, r);
+      observer.end({ status: r.status, error });
+    };
+
+    const upstream = new WebSocket(toWebSocketUrl(plan.url), parseProtocols(req.headers['sec-websocket-protocol']), {
+      headers: Object.fromEntries(Object.entries(plan.headers).filter(([n]) => !isWebSocketHandshakeHeader(n))),
+      perMessageDeflate: false,
+      followRedirects: false,
+    });
+    const timer = setTimeout(
+      () => fail(gatewayError(504, 'upstream_timeout', 'The provider did not answer in time.'), 'upstream_timeout'),
+      x.timeoutMs,
+    );
+
+    const onClientGone = () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      upstream.terminate();
+      observer.end({ status: 0, error: 'client_aborted' });
+    };
+    socket.on('error', ignoreError);
+    socket.once('close', onClientGone);
+
+    let upgradeHeaders: string[] = [];
+    upstream.once('upgrade', (res) => {
+      observer.responseStart(101, res.headers);
+      upgradeHeaders = relayRawHeaders(res.rawHeaders, isWebSocketHandshakeHeader);
+    });
+
+    upstream.on('unexpected-response', (upReq, upRes) => {
+      // The provider refused the upgrade: relay its status, headers and (bounded) body verbatim.
+      clearTimeout(timer);
+      observer.responseStart(upRes.statusCode ?? 502, upRes.headers);
+      const chunks: Buffer[] = [];
+      let size = 0;
+      upRes.on('data', (c: Buffer) => {
+        if (size < MAX_REJECTION_BODY) chunks.push(c);
+        size += c.length;
+      });
+      const done = () => {
+        if (settled) return;
+        settled = true;
+        socket.off('close', onClientGone);
+        const status = upRes.statusCode ?? 502;
+        const body = Buffer.concat(chunks).subarray(0, MAX_REJECTION_BODY);
+        writeRawResponse(socket, {
+          status,
+          rawHeaders: relayRawHeaders(upRes.rawHeaders, (n) => n === 'content-length'),
+          body,
+        });
+        observer.end({ status });
+        upReq.destroy();
+      };
+      upRes.on('end', done);
+      upRes.on('error', done);
+    });
+
+    const onHandshakeError = (err: Error) => {
+      if (settled) return;
+      opts.logger.debug({ err, requestId: plan.headers['x-request-id'] }, 'upstream websocket failed');
+      fail(gatewayError(502, 'upstream_unreachable', 'The provider could not be reached.'), 'upstream_unreachable');
+    };
+    upstream.on('error', onHandshakeError);
+
+    upstream.once('open', () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.off('close', onClientGone);
+      // Past the handshake: drop the listeners that close over this exchange (see bridge).
+      upstream.off('error', onHandshakeError);
+      upstream.on('error', ignoreError);
+      upstream.removeAllListeners('unexpected-response');
+      if (socket.destroyed) {
+        upstream.terminate();
+        observer.end({ status: 0, error: 'client_aborted' });
+        return;
+      }
+      pending.set(req, { protocol: upstream.protocol || false, headers: upgradeHeaders });
+      let bridged = false;
+      // Synchronous without `verifyClient`; when ws refuses the socket it never calls back.
+      wss.handleUpgrade(req, socket, x.head, (client) => {
+        bridged = true;
+        upstream.off('error', ignoreError);
+        bridge(observer, client, upstream, x.idleTimeoutMs);
+      });
+      pending.delete(req);
+      if (!bridged) {
+        upstream.terminate();
+        observer.end({ status: 0, error: 'client_aborted' });
+      }
+    });
+  }
+
+  return {
+    proxy,
+    async close() {
+      const sessions = [...live];
+      for (const { client, upstream } of sessions) {
+        if (client.readyState === WebSocket.OPEN) client.close(1001, 'gateway shutting down');
+        if (upstream.readyState === WebSocket.OPEN) upstream.close(1001, 'gateway shutting down');
+      }
+      // Give closing handshakes a moment, then cut whatever has not answered.
+      const deadline = Date.now() + 1000;
+      while (live.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const { client, upstream } of live) {
+        client.terminate();
+        upstream.terminate();
+      }
+    },
+  };
+}

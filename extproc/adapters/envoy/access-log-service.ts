@@ -1,0 +1,56 @@
+/**
+ * envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs: under Envoy this is what produces
+ * the usage span — exactly one per HTTPAccessLogEntry (one per request or WebSocket session),
+ * built from the entry and the ext_proc contribution for its request id.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { lookup } from '../../../protos/envoy-protos.ts';
+import type { Snapshot } from '../../core/config/snapshot.ts';
+import { accessLogEntrySchema, spanFromAccessLog, type EnvoyCorrelator } from './access-log-span.ts';
+import type { SpanSink } from '../../core/usage/span-sink.ts';
+import { correlatorFor } from './ext-proc-service.ts';
+
+export interface AccessLogOptions {
+  /** Prices and upstream hosts come from the snapshot in force. */
+  readonly snapshot?: () => Snapshot | undefined;
+  /** Called for entries that could not be turned into spans. */
+  readonly onError?: (err: unknown) => void;
+}
+
+/** The in-memory entry point: one StreamAccessLogsMessage in, its spans published. Returns the count. */
+export function handleAccessLogMessage(msg: unknown, sink: SpanSink, correlator: EnvoyCorrelator, opts: AccessLogOptions = {}): number {
+  const entries = (msg as { http_logs?: { log_entry?: unknown[] } | null } | null)?.http_logs?.log_entry ?? [];
+  let n = 0;
+  for (const raw of entries) {
+    const parsed = accessLogEntrySchema.safeParse(raw);
+    if (!parsed.success) {
+      opts.onError?.(new Error(`unreadable access log entry: ${parsed.error.issues[0]?.message ?? ''}`));
+      continue;
+    }
+    const requestId = parsed.data.request?.request_id ?? '';
+    sink.publish(spanFromAccessLog(parsed.data, requestId ? correlator.take(requestId) : undefined, opts.snapshot?.()));
+    n++;
+  }
+  return n;
+}
+
+type ServiceCtor = { service: grpc.ServiceDefinition };
+
+/** Adds AccessLogService/StreamAccessLogs to `server`. */
+export function registerAccessLogService(server: grpc.Server, protos: grpc.GrpcObject, sink: SpanSink, opts: AccessLogOptions = {}): void {
+  const service = lookup<ServiceCtor>(protos, 'envoy.service.accesslog.v3.AccessLogService').service;
+  const correlator = correlatorFor(sink);
+  server.addService(service, {
+    StreamAccessLogs: (call: grpc.ServerReadableStream<unknown, Record<string, never>>, callback: grpc.sendUnaryData<Record<string, never>>) => {
+      call.on('data', (msg: unknown) => {
+        try {
+          handleAccessLogMessage(msg, sink, correlator, opts);
+        } catch (err) {
+          opts.onError?.(err);
+        }
+      });
+      call.on('end', () => callback(null, {}));
+      call.on('error', () => undefined);
+    },
+  });
+}

@@ -1,0 +1,99 @@
+/**
+ * The edge's gRPC path to the decision: `envoy.service.auth.v3.Authorization/Check` with Envoy's
+ * own protos, so the edge exercises exactly the wire contract Envoy uses. Fails closed like Envoy
+ * with `failure_mode_allow: false` and `status_on_error: 503`.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Authorizer, CheckInput, Decision } from '../../core/decision/types.ts';
+import { loadEnvoyProtos, loadEnvoyRoot, lookup } from '../../../protos/envoy-protos.ts';
+import { authzUnavailable, decodeCheckResponse } from './check-response-decode.ts';
+
+export interface GrpcAuthorizerOptions {
+  /** Per-call deadline; Envoy's ext_authz gRPC timeout defaults to 200 ms. */
+  readonly timeoutMs?: number;
+}
+
+export const DEFAULT_AUTHZ_TIMEOUT_MS = 200;
+
+/** `attributes.request.http` of a CheckRequest, in proto-loader's field naming. */
+export interface CheckRequestObject {
+  attributes: {
+    request: {
+      http: {
+        id: string;
+        method: string;
+        path: string;
+        host: string;
+        scheme: string;
+        protocol: string;
+        headers: Record<string, string>;
+        raw_body?: Buffer;
+      };
+    };
+  };
+}
+
+/** CheckInput → CheckRequest, as Envoy fills it (`pack_as_bytes: true` puts the body in raw_body). */
+export function toCheckRequest(input: CheckInput): CheckRequestObject {
+  return {
+    attributes: {
+      request: {
+        http: {
+          id: input.requestId ?? '',
+          method: input.method,
+          path: input.path,
+          host: input.host ?? '',
+          scheme: input.headers[':scheme'] ?? 'http',
+          protocol: 'HTTP/1.1',
+          headers: { ...input.headers },
+          ...(input.body !== undefined ? { raw_body: Buffer.from(input.body.buffer, input.body.byteOffset, input.body.byteLength) } : {}),
+        },
+      },
+    },
+  };
+}
+
+/** An {@link Authorizer} that asks `voicegate extproc` (or anything speaking Envoy's ext_authz) at `host:port`. */
+export function createGrpcAuthorizer(target: string, opts: GrpcAuthorizerOptions = {}): Authorizer & { close(): void } {
+  const protos = loadEnvoyProtos();
+  const method = lookup<grpc.ServiceClientConstructor>(protos, 'envoy.service.auth.v3.Authorization').service['Check'];
+  if (!method) throw new Error('envoy.service.auth.v3.Authorization has no Check method');
+  // Envoy's messages, (de)serialised with protobufjs' generated code directly, skipping proto-loader's
+  // generic conversion (fromObject on the way out, toObject with defaults on the way back); the wire
+  // bytes are the same. Together with the server side this took the gRPC path from ~2,600 to ~3,300
+  // requests per gateway CPU-second in bench case 2.
+  const root = loadEnvoyRoot();
+  // Every `envoy.type.v3.StatusCode` name, from the same protos the encoder on the other side uses.
+  const statusCodes: ReadonlyMap<string, number> = new Map(Object.entries(root.lookupEnum('envoy.type.v3.StatusCode').values));
+  const requestType = root.lookupType('envoy.service.auth.v3.CheckRequest');
+  const responseType = root.lookupType('envoy.service.auth.v3.CheckResponse');
+  const serialize = (input: CheckInput): Buffer => {
+    const out = requestType.encode(toCheckRequest(input)).finish();
+    return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  };
+  const deserialize = (bytes: Buffer): Decision => decodeCheckResponse(responseType.decode(bytes), statusCodes);
+  const client = new grpc.Client(target, grpc.credentials.createInsecure(), {
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    // Channelz (gRPC's introspection service) is never exposed here; its per-call bookkeeping is pure cost.
+    'grpc.enable_channelz': 0,
+  });
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_AUTHZ_TIMEOUT_MS;
+  // Connect now rather than on the first Check: the HTTP/2 handshake would otherwise eat the first
+  // request's 200 ms deadline and turn it into a 503. Failure here is fine — calls retry the
+  // connection and fail closed on their own deadline.
+  client.waitForReady(Date.now() + 5_000, () => {});
+
+  return {
+    check(input: CheckInput): Promise<Decision> {
+      return new Promise((resolve) => {
+        client.makeUnaryRequest(method.path, serialize, deserialize, input, { deadline: Date.now() + timeoutMs }, (err, decision) => {
+          resolve(err || !decision ? authzUnavailable() : decision);
+        });
+      });
+    },
+    close() {
+      client.close();
+    },
+  };
+}

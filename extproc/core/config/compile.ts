@@ -1,0 +1,196 @@
+/**
+ * Compiles a validated {@link ConfigDocument} into an immutable {@link Snapshot}: resolves secret
+ * references, checks cross-references (account → provider, model → account, defaults → models)
+ * and precomputes the lookup maps the decision uses. Every problem is collected, none is fatal
+ * alone, so an operator sees the whole list at once.
+ */
+import type { JWK } from 'jose';
+import type { ConfigDocument } from './schema.ts';
+import type { ConfigIssue } from './errors.ts';
+import { resolveSecret } from '../../adapters/files/secrets.ts';
+import type {
+  AccountConfig,
+  IssuerConfig,
+  ModelConfig,
+  ModelType,
+  Price,
+  ProviderConfig,
+  Snapshot,
+} from './snapshot.ts';
+
+/** List prices from Smallest AI's public pages (USD), used when a model names none. */
+export const DEFAULT_PRICES: Readonly<Record<ModelType, Price>> = {
+  tts: { perThousandChars: '0.0195' },
+  stt: { perMinute: '0.0035', perMinuteStreaming: '0.006' },
+};
+
+export interface CompileContext {
+  readonly baseDir: string;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly origin: string;
+  readonly version: number;
+}
+
+export type CompileResult = { ok: true; snapshot: Snapshot } | { ok: false; issues: ConfigIssue[] };
+
+export async function compileConfig(doc: ConfigDocument, ctx: CompileContext): Promise<CompileResult> {
+  const issues: ConfigIssue[] = [];
+  const issuers = await compileIssuers(doc, ctx, issues);
+
+  const providers = new Map<string, ProviderConfig>();
+  const defaultModels = new Map<string, Partial<Record<ModelType, string>>>();
+  for (const [name, p] of Object.entries(doc.providers)) {
+    providers.set(name, { name, upstream: p.upstream.replace(/\/+$/, '') });
+    defaultModels.set(name, { ...p.default_models });
+  }
+
+  const accounts = new Map<string, AccountConfig>();
+  for (const [i, a] of doc.accounts.entries()) {
+    const at = `accounts[${i}]`;
+    if (accounts.has(a.name)) issues.push({ path: `${at}.name`, message: `duplicate account name "${a.name}"` });
+    if (!providers.has(a.provider)) {
+      issues.push({ path: `${at}.provider`, message: `unknown provider "${a.provider}"` });
+    }
+    const token = await resolveSecret(a.token, ctx.baseDir, ctx.env);
+    if (!token.ok) issues.push({ path: `${at}.token`, message: token.message });
+    else if (/\s/.test(token.value)) issues.push({ path: `${at}.token`, message: 'token contains whitespace' });
+    accounts.set(a.name, {
+      name: a.name,
+      provider: a.provider,
+      token: token.ok ? token.value : '',
+      users: new Set(a.collaborators.users),
+      teams: new Set(a.collaborators.teams),
+      concurrency: a.concurrency,
+    });
+  }
+
+  const models = new Map<string, Map<string, ModelConfig>>();
+  for (const [i, m] of doc.models.entries()) {
+    const at = `models[${i}]`;
+    const account = accounts.get(m.account);
+    if (!providers.has(m.provider)) issues.push({ path: `${at}.provider`, message: `unknown provider "${m.provider}"` });
+    if (!account) issues.push({ path: `${at}.account`, message: `unknown account "${m.account}"` });
+    else if (account.provider !== m.provider) {
+      issues.push({
+        path: `${at}.account`,
+        message: `account "${m.account}" belongs to provider "${account.provider}", not "${m.provider}"`,
+      });
+    }
+    const price: Price = {
+      perThousandChars: m.price.per_1k_chars ?? DEFAULT_PRICES[m.type].perThousandChars,
+      perMinute: m.price.per_minute ?? DEFAULT_PRICES[m.type].perMinute,
+      perMinuteStreaming:
+        m.price.per_minute_streaming ?? m.price.per_minute ?? DEFAULT_PRICES[m.type].perMinuteStreaming,
+    };
+    const model: ModelConfig = {
+      name: m.name,
+      provider: m.provider,
+      type: m.type,
+      account: m.account,
+      aliases: m.aliases,
+      price,
+    };
+    let byName = models.get(m.provider);
+    if (!byName) models.set(m.provider, (byName = new Map()));
+    for (const key of [m.name, ...m.aliases]) {
+      const clash = byName.get(key);
+      if (clash) issues.push({ path: `${at}`, message: `model name or alias "${key}" is already used by "${clash.name}"` });
+      else byName.set(key, model);
+    }
+  }
+
+  for (const [provider, defaults] of defaultModels) {
+    for (const type of ['tts', 'stt'] as const) {
+      const wanted = defaults[type];
+      if (wanted === undefined) continue;
+      const found = models.get(provider)?.get(wanted);
+      const at = `providers.${provider}.default_models.${type}`;
+      if (!found) issues.push({ path: at, message: `unknown model "${wanted}"` });
+      else if (found.type !== type) issues.push({ path: at, message: `model "${wanted}" is ${found.type}, not ${type}` });
+    }
+  }
+
+  if (issues.length > 0) return { ok: false, issues };
+  return {
+    ok: true,
+    snapshot: {
+      version: ctx.version,
+      origin: ctx.origin,
+      issuers,
+      providers,
+      accounts,
+      models,
+      defaultModels,
+      maxDecisionBodyBytes: doc.limits.max_decision_body_bytes,
+    },
+  };
+}
+
+async function compileIssuers(doc: ConfigDocument, ctx: CompileContext, issues: ConfigIssue[]): Promise<IssuerConfig[]> {
+  const out: IssuerConfig[] = [];
+  for (const [i, iss] of doc.identity.issuers.entries()) {
+    const at = `identity.issuers[${i}]`;
+    let jwks: { keys: JWK[] } | undefined;
+    if (typeof iss.jwks === 'string') {
+      const text = await resolveSecret(iss.jwks, ctx.baseDir, ctx.env);
+      if (!text.ok) issues.push({ path: `${at}.jwks`, message: text.message });
+      else jwks = parseJwks(text.value, `${at}.jwks`, issues);
+    } else if (iss.jwks) {
+      jwks = { keys: iss.jwks.keys as JWK[] };
+    }
+    if (jwks) {
+      for (const [k, key] of jwks.keys.entries()) {
+        if (typeof key.kty !== 'string') issues.push({ path: `${at}.jwks.keys[${k}]`, message: 'missing kty' });
+        if ('d' in key) {
+          issues.push({ path: `${at}.jwks.keys[${k}]`, message: 'is a private key; a JWKS must hold public keys only' });
+        }
+      }
+    }
+    let devSigningKey: JWK | undefined;
+    if (iss.dev_signing_key) {
+      const text = await resolveSecret(iss.dev_signing_key, ctx.baseDir, ctx.env);
+      if (!text.ok) issues.push({ path: `${at}.dev_signing_key`, message: text.message });
+      else {
+        try {
+          const parsed: unknown = JSON.parse(text.value);
+          if (typeof parsed !== 'object' || parsed === null || !('d' in parsed)) {
+            issues.push({ path: `${at}.dev_signing_key`, message: 'must be a private JWK (with "d")' });
+          } else devSigningKey = parsed as JWK;
+        } catch {
+          issues.push({ path: `${at}.dev_signing_key`, message: 'is not valid JSON' });
+        }
+      }
+    }
+    out.push({
+      issuer: iss.issuer,
+      audiences: iss.audiences,
+      ...(iss.jwks_url !== undefined ? { jwksUrl: iss.jwks_url } : {}),
+      ...(jwks ? { jwks } : {}),
+      algorithms: iss.algorithms,
+      userClaim: iss.claims.user,
+      teamsClaim: iss.claims.teams,
+      rolesClaim: iss.claims.roles,
+      clockToleranceSec: iss.clock_skew_seconds,
+      ...(devSigningKey ? { devSigningKey } : {}),
+    });
+  }
+  const seen = new Set<string>();
+  for (const [i, iss] of out.entries()) {
+    if (seen.has(iss.issuer)) issues.push({ path: `identity.issuers[${i}].issuer`, message: `duplicate issuer "${iss.issuer}"` });
+    seen.add(iss.issuer);
+  }
+  return out;
+}
+
+function parseJwks(text: string, at: string, issues: ConfigIssue[]): { keys: JWK[] } | undefined {
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed === 'object' && parsed !== null && Array.isArray((parsed as { keys?: unknown }).keys)) {
+      return parsed as { keys: JWK[] };
+    }
+    issues.push({ path: at, message: 'is not a JWKS ({"keys":[…]})' });
+  } catch {
+    issues.push({ path: at, message: 'is not valid JSON' });
+  }
+  return undefined;
+}

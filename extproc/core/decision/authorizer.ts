@@ -1,0 +1,49 @@
+/**
+ * The in-memory entry point to authorization (`check()`), shared by Envoy's gRPC adapter and the
+ * embedded edge: find the token, verify it against the snapshot's issuers, decide.
+ */
+import type { Snapshot, SnapshotSource } from '../config/snapshot.ts';
+import { decide } from './decide.ts';
+import { IdentityVerifier, type IdentityResult, type VerifierOptions } from '../identity/identity.ts';
+import { findToken } from '../identity/token.ts';
+import type { Authorizer, CheckInput, Decision } from './types.ts';
+
+export interface AuthorizerOptions extends VerifierOptions {}
+
+export function createAuthorizer(source: SnapshotSource, opts: AuthorizerOptions = {}): Authorizer {
+  // One verifier per snapshot: a new snapshot may trust other issuers, so its cache starts empty.
+  let verifierFor: Snapshot | undefined;
+  let verifier: IdentityVerifier | undefined;
+  const verifierOf = (s: Snapshot): IdentityVerifier => {
+    if (verifierFor !== s || !verifier) {
+      verifier = new IdentityVerifier(s.issuers, opts);
+      verifierFor = s;
+    }
+    return verifier;
+  };
+  // Build eagerly so remote JWKS are fetched at start, not on the first request.
+  const initial = source.current();
+  if (initial) verifierOf(initial);
+  source.onSwap((s) => verifierOf(s));
+
+  return {
+    async check(input: CheckInput): Promise<Decision> {
+      const snapshot = source.current();
+      if (!snapshot) return decide(input, undefined, { ok: false, code: 'missing_token', message: '' });
+      const lookup = findToken(input.headers, input.path);
+      let identity: IdentityResult;
+      if (!lookup.found) {
+        identity = lookup.malformed
+          ? { ok: false, code: 'malformed_token', message: 'the Authorization header must be "Bearer <token>"' }
+          : {
+              ok: false,
+              code: 'missing_token',
+              message: 'send a gateway token as "Authorization: Bearer <token>" (or ?token=<token> on WebSocket URLs)',
+            };
+      } else {
+        identity = await verifierOf(snapshot).verify(lookup.token);
+      }
+      return decide(input, snapshot, identity);
+    },
+  };
+}

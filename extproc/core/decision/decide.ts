@@ -1,0 +1,174 @@
+/**
+ * The authorization decision: a pure function from an Envoy-shaped request, the snapshot in force
+ * and the caller's verified identity to allow (with the header mutations Envoy applies) or deny
+ * (with a JSON body telling the caller what to fix). No I/O, no clock, no globals.
+ */
+import type { Snapshot } from '../config/snapshot.ts';
+import { CATALOGUES, matchEndpoint, parsePublicPath, type EndpointSpec } from '../catalogue/endpoints.ts';
+import type { IdentityResult } from '../identity/identity.ts';
+import type { CheckInput, Decision, DecisionMetadata, Deny, DenyStatus } from './types.ts';
+import { readTtsBody } from './tts-body.ts';
+
+/** Caller headers that can carry a credential; removed on every allowed request. */
+export const CREDENTIAL_HEADERS: readonly string[] = ['x-api-key', 'cookie', 'proxy-authorization'];
+
+/** Set by Envoy (`allow_partial_message`) and the edge on Check when the body was cut at the limit. */
+export const PARTIAL_BODY_HEADER = 'x-envoy-auth-partial-body';
+
+/** The query parameter browsers use to pass a token on WebSocket URLs. */
+export const TOKEN_QUERY_PARAMETER = 'token';
+
+export function decide(input: CheckInput, snapshot: Snapshot | undefined, identity: IdentityResult): Decision {
+  if (!snapshot) {
+    return deny(503, 'no_configuration', 'the gateway has no configuration loaded yet; try again shortly', {});
+  }
+  if (!identity.ok) {
+    if (identity.code === 'jwks_unavailable') return deny(503, identity.code, identity.message, {});
+    return deny(401, identity.code, identity.message, {}, {
+      'www-authenticate':
+        identity.code === 'missing_token'
+          ? 'Bearer realm="voicegate"'
+          : `Bearer realm="voicegate", error="invalid_token", error_description="${identity.code}"`,
+    });
+  }
+  const who = identity.identity;
+  const meta: { -readonly [K in keyof DecisionMetadata]: DecisionMetadata[K] } = {
+    user: who.user,
+    teams: who.teams.join(','),
+    config_version: snapshot.version,
+  };
+
+  const parsed = parsePublicPath(input.path);
+  const catalogue = parsed && CATALOGUES.get(parsed.provider);
+  if (!parsed || !catalogue || !snapshot.providers.has(parsed.provider)) {
+    const name = parsed?.provider ?? '';
+    return deny(404, 'unknown_provider', `no provider "${clip(name)}"; paths start with /{provider}/, e.g. /smallest/waves/v1/…`, meta);
+  }
+  meta.provider = parsed.provider;
+
+  const method = input.method.toUpperCase();
+  const matched = matchEndpoint(catalogue, method, parsed.upstreamPath);
+  if (!matched) {
+    return deny(404, 'unknown_endpoint', `no ${parsed.provider} endpoint for ${method} ${clip(parsed.upstreamPath)}`, meta);
+  }
+  const { spec } = matched;
+  meta.endpoint = spec.id;
+  meta.route_kind = spec.kind;
+  const query = new URLSearchParams(parsed.query);
+
+  const body = spec.readsBody && input.body ? readTtsBody(input.body) : undefined;
+  if (body?.characters !== undefined) meta.characters = body.characters;
+  if (body && !body.json && spec.model === 'body-or-query' && input.headers[PARTIAL_BODY_HEADER] === 'true') {
+    // A cut body hides its `model`: deciding on the query or default model instead would let the
+    // provider serve whatever model the whole body names, on an account chosen for another one.
+    return deny(413, 'body_too_large', 'the request body is larger than the gateway inspects, so its "model" cannot be checked; send shorter text per request', meta);
+  }
+
+  const upstreamPath = withoutToken(parsed.upstreamPath, parsed.query, query);
+  meta.upstream_path = upstreamPath;
+
+  if (spec.model === 'none') {
+    return allowWith(query, [], meta);
+  }
+
+  const requested = modelName(spec, matched.pathModel, body?.model, query, snapshot, parsed.provider);
+  if (requested === undefined) {
+    return deny(400, 'model_required', `name a model with the "model" ${spec.model === 'query' ? 'query parameter' : 'body field or query parameter'}`, meta);
+  }
+  const model = snapshot.models.get(parsed.provider)?.get(requested);
+  if (!model) {
+    return deny(404, 'unknown_model', `model "${clip(requested)}" is not available through this gateway; ${listModels(snapshot, parsed.provider, spec)}`, meta);
+  }
+  meta.model = model.name;
+  meta.model_type = model.type;
+  if (spec.type && model.type !== spec.type) {
+    return deny(400, 'model_type_mismatch', `model "${model.name}" is a ${model.type} model; ${spec.id} needs a ${spec.type} model`, meta);
+  }
+  const account = snapshot.accounts.get(model.account);
+  if (!account) {
+    return deny(503, 'no_account', `model "${model.name}" has no provider account configured`, meta);
+  }
+  meta.account = account.name;
+  const entitled = account.users.has(who.user) || who.teams.some((t) => account.teams.has(t));
+  if (!entitled) {
+    return deny(
+      403,
+      'not_entitled',
+      `user "${clip(who.user)}" may not use model "${model.name}"; ask an administrator to add you or one of your teams as a collaborator of account "${account.name}"`,
+      meta,
+    );
+  }
+  return allowWith(query, [{ key: 'authorization', value: `Bearer ${account.token}` }], meta);
+}
+
+/** `query` is the request's query, already parsed by {@link decide}. */
+function allowWith(query: URLSearchParams, set: { key: string; value: string }[], meta: DecisionMetadata): Decision {
+  const hasToken = query.has(TOKEN_QUERY_PARAMETER);
+  return {
+    kind: 'allow',
+    headersToSet: set,
+    // Model-less endpoints (health) get no provider key, so the caller's own authorization is
+    // removed instead of overwritten: nothing the caller sends may reach the provider as a credential.
+    headersToRemove: set.length === 0 ? ['authorization', ...CREDENTIAL_HEADERS] : CREDENTIAL_HEADERS,
+    queryParametersToRemove: hasToken ? [TOKEN_QUERY_PARAMETER] : [],
+    metadata: meta,
+  };
+}
+
+function modelName(
+  spec: EndpointSpec,
+  pathModel: string | undefined,
+  bodyModel: string | undefined,
+  query: URLSearchParams,
+  snapshot: Snapshot,
+  provider: string,
+): string | undefined {
+  if (spec.model === 'path') return pathModel;
+  const fromQuery = query.get('model') ?? undefined;
+  const named = spec.model === 'body-or-query' ? (bodyModel ?? fromQuery) : fromQuery;
+  if (named !== undefined && named !== '') return named;
+  return spec.type ? snapshot.defaultModels.get(provider)?.[spec.type] : undefined;
+}
+
+function withoutToken(path: string, rawQuery: string, query: URLSearchParams): string {
+  if (rawQuery === '') return path;
+  if (!query.has(TOKEN_QUERY_PARAMETER)) return `${path}?${rawQuery}`;
+  // Keep every other parameter byte-for-byte as the caller wrote it.
+  const kept = rawQuery
+    .split('&')
+    .filter((pair) => {
+      const k = pair.split('=', 1)[0] ?? '';
+      let name = k;
+      try {
+        name = decodeURIComponent(k.replace(/\+/g, ' '));
+      } catch {
+        /* keep undecodable names as written */
+      }
+      return name !== TOKEN_QUERY_PARAMETER;
+    })
+    .join('&');
+  return kept ? `${path}?${kept}` : path;
+}
+
+function listModels(snapshot: Snapshot, provider: string, spec: EndpointSpec): string {
+  const names = new Set<string>();
+  for (const m of snapshot.models.get(provider)?.values() ?? []) {
+    if (!spec.type || m.type === spec.type) names.add(m.name);
+  }
+  return names.size ? `configured ${spec.type ?? ''} models: ${[...names].sort().join(', ')}` : 'no models are configured';
+}
+
+function clip(s: string): string {
+  return s.length > 80 ? `${s.slice(0, 80)}…` : s;
+}
+
+export function deny(
+  status: DenyStatus,
+  code: string,
+  message: string,
+  metadata: DecisionMetadata,
+  headers: Record<string, string> = {},
+): Deny {
+  return { kind: 'deny', status, code, message, headers, metadata };
+}
+

@@ -1,0 +1,21 @@
+/**
+ * Finds the caller's gateway token: `Authorization: Bearer …`, or — for browser WebSockets that
+ * cannot set headers — the `token` query parameter.
+ */
+import { TOKEN_QUERY_PARAMETER } from '../decision/decide.ts';
+
+export type TokenLookup = { found: true; token: string } | { found: false; malformed: boolean };
+
+export function findToken(headers: Readonly<Record<string, string>>, pathWithQuery: string): TokenLookup {
+  const auth = headers['authorization'];
+  if (auth !== undefined && auth !== '') {
+    const m = /^Bearer[ \t]+([^\s]+)[ \t]*$/i.exec(auth);
+    return m?.[1] ? { found: true, token: m[1] } : { found: false, malformed: true };
+  }
+  const q = pathWithQuery.indexOf('?');
+  if (q !== -1) {
+    const token = new URLSearchParams(pathWithQuery.slice(q + 1)).get(TOKEN_QUERY_PARAMETER);
+    if (token) return { found: true, token };
+  }
+  return { found: false, malformed: false };
+}
