@@ -2,7 +2,8 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startOtelExport, tracesUrl } from '../../extproc/adapters/otel/span-exporter.ts';
+import { tracesUrl } from '../../extproc/adapters/otel/span-exporter.ts';
+import { startOtelExport } from '../../extproc/main/components/otel-export.ts';
 import { NatsSpanSink } from '../../extproc/adapters/nats/nats-sink.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -6,8 +6,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import { deny } from '../../core/decision/decide.ts';
 import type { Authorizer, Decision } from '../../core/decision/types.ts';
-import type { Logger } from '../../main/logger.ts';
-import type { AuthzMetrics } from '../prometheus/authz-metrics.ts';
+import type { Logger } from 'pino';
+import type { DecisionMetrics } from '../../core/decision/metrics.ts';
 import { loadEnvoyRoot, lookup } from '../../../protos/envoy-protos.ts';
 import { decodeCheckRequest, type CheckRequestParse } from './check-request.ts';
 import { checkResponseEncoder } from './check-response.ts';
@@ -15,7 +15,7 @@ import { checkResponseEncoder } from './check-response.ts';
 export interface AuthorizationServiceDeps {
   readonly authorizer: Authorizer;
   readonly logger: Logger;
-  readonly metrics?: AuthzMetrics;
+  readonly metrics?: DecisionMetrics;
 }
 
 /** Decides an already parsed CheckRequest; a failed parse is denied, an authorizer failure is a 503. */

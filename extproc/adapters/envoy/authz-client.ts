@@ -6,7 +6,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Authorizer, CheckInput, Decision } from '../../core/decision/types.ts';
 import { loadEnvoyProtos, loadEnvoyRoot, lookup } from '../../../protos/envoy-protos.ts';
-import { authzUnavailable, decodeCheckResponse } from './check-response-decode.ts';
+import { authzUnavailable } from '../../core/decision/decide.ts';
+import { decodeCheckResponse } from './check-response-decode.ts';
 
 export interface GrpcAuthorizerOptions {
   /** Per-call deadline; Envoy's ext_authz gRPC timeout defaults to 200 ms. */

@@ -5,7 +5,8 @@
  * input, so validated with zod and never trusted to be well-formed.
  */
 import { z } from 'zod';
-import type { Decision, DecisionMetadata, Deny, DenyStatus } from '../../core/decision/types.ts';
+import { authzUnavailable } from '../../core/decision/decide.ts';
+import type { Decision, DecisionMetadata, DenyStatus } from '../../core/decision/types.ts';
 import { HTTP_STATUS_NAMES } from './check-response.ts';
 import { fromStruct, type ProtoStruct } from './struct.ts';
 
@@ -55,17 +56,6 @@ export const DEFAULT_STATUS_CODES: ReadonlyMap<string, number> = new Map(
 
 const deniedBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 
-/** The failure Envoy produces with `status_on_error: 503` when the decision cannot be had. */
-export function authzUnavailable(): Deny {
-  return {
-    kind: 'deny',
-    status: 503,
-    code: 'authz_unavailable',
-    message: 'The authorization service is unavailable; try again shortly.',
-    headers: {},
-    metadata: {},
-  };
-}
 
 function headerRecord(options: readonly z.infer<typeof headerValueOption>[]): Record<string, string> {
   const out: Record<string, string> = {};

@@ -5,8 +5,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { SnapshotSource } from '../../core/config/snapshot.ts';
 import type { Authorizer } from '../../core/decision/types.ts';
-import type { Logger } from '../../main/logger.ts';
-import type { AuthzMetrics } from '../prometheus/authz-metrics.ts';
+import type { Logger } from 'pino';
+import type { DecisionMetrics } from '../../core/decision/metrics.ts';
 import { loadEnvoyProtos } from '../../../protos/envoy-protos.ts';
 import { registerAuthorizationService } from './authorization-service.ts';
 import { registerHealthService } from './health-service.ts';
@@ -18,7 +18,7 @@ export interface ExtprocServerOptions {
   readonly authorizer: Authorizer;
   readonly source: SnapshotSource;
   readonly logger: Logger;
-  readonly metrics?: AuthzMetrics;
+  readonly metrics?: DecisionMetrics;
   /** Registers more services on the same server (ext_proc, access-log service). */
   readonly extraServices?: ReadonlyArray<(server: grpc.Server, protos: grpc.GrpcObject) => void>;
 }

@@ -8,6 +8,7 @@ import { parseDocument } from 'yaml';
 import { compileConfig } from '../../core/config/compile.ts';
 import { ConfigError, formatPath, type ConfigIssue } from '../../core/config/errors.ts';
 import { configDocument } from '../../core/config/schema.ts';
+import { resolveSecret } from './secrets.ts';
 import type { Snapshot } from '../../core/config/snapshot.ts';
 
 export interface LoadOptions {
@@ -46,8 +47,7 @@ export async function loadSnapshotFromText(
     throw new ConfigError(opts.origin, issues);
   }
   const compiled = await compileConfig(parsed.data, {
-    baseDir: opts.baseDir,
-    env: opts.env ?? process.env,
+    resolveSecret: (ref) => resolveSecret(ref, opts.baseDir, opts.env ?? process.env),
     origin: opts.origin,
     version: opts.version ?? Date.now(),
   });

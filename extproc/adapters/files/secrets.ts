@@ -4,8 +4,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
+import type { SecretResult } from '../../core/config/compile.ts';
 
-export type SecretResult = { ok: true; value: string } | { ok: false; message: string };
 
 export async function resolveSecret(
   ref: string,

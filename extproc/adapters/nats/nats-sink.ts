@@ -11,8 +11,7 @@
  */
 import { connect, type JetStreamClient, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
-import { usageMetrics, type UsageMetrics } from '../prometheus/usage-metrics.ts';
+import { NO_USAGE_METRICS, type UsageMetrics } from '../../core/usage/metrics.ts';
 import { encodeSpan, decodeSpan, type UsageSpan } from '../../core/usage/span.ts';
 import type { SpanSink } from '../../core/usage/span-sink.ts';
 import { DEFAULT_SUBJECT_PREFIX, ensureSpanStream, spanSubject, type SpanStreamOptions } from './span-stream.ts';
@@ -30,7 +29,7 @@ export interface NatsSpanSinkOptions extends SpanStreamOptions {
   readonly publishTimeoutMs?: number;
   /** Replay attempt interval while spooling (default 500 ms). */
   readonly retryMs?: number;
-  readonly registry?: Registry;
+  readonly metrics?: UsageMetrics;
 }
 
 export type SinkMode = 'direct' | 'spool';
@@ -66,7 +65,7 @@ export class NatsSpanSink implements SpanSink {
   private constructor(opts: NatsSpanSinkOptions, spool: Spool) {
     this.#opts = opts;
     this.#spool = spool;
-    this.#metrics = usageMetrics(opts.registry);
+    this.#metrics = opts.metrics ?? NO_USAGE_METRICS;
     this.#log = opts.logger.child({ component: 'usage-publisher' });
     this.#prefix = opts.subjectPrefix ?? DEFAULT_SUBJECT_PREFIX;
     this.#updateGauges();

@@ -5,18 +5,10 @@
  * usage span id (OTel span ids are 8 bytes; usage span ids are 16 for collision-free dedupe).
  */
 import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type HrTime } from '@opentelemetry/api';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
-import type { NatsConnection } from 'nats';
-import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
-import { usageMetrics } from '../prometheus/usage-metrics.ts';
-import { startSpanConsumer, type RunningConsumer } from '../nats/span-consumer.ts';
-import { ensureSpanStream, type SpanStreamOptions } from '../nats/span-stream.ts';
 import { isErrorSpan, otelSpanId, type UsageSpan } from '../../core/usage/span.ts';
 
-export const DEFAULT_OTEL_DURABLE = 'voicegate-otel-export';
 
 const resource = resourceFromAttributes({ 'service.name': 'voicegate' });
 const scope = { name: 'voicegate.usage', version: '1' };
@@ -106,45 +98,6 @@ export function exportSpans(exporter: SpanExporter, spans: readonly UsageSpan[])
       else reject(result.error ?? new Error('OTLP export failed'));
     });
   });
-}
-
-export interface OtelExportOptions extends SpanStreamOptions {
-  readonly nc: NatsConnection;
-  /** OTLP/HTTP traces endpoint, e.g. `http://collector:4318/v1/traces`. */
-  readonly endpoint: string;
-  readonly logger: Logger;
-  readonly durable?: string;
-  readonly batchSize?: number;
-  readonly ackWaitMs?: number;
-  readonly fetchExpiresMs?: number;
-  readonly registry?: Registry;
-}
-
-/** Starts the OTel export consumer (a second durable consumer beside the aggregator). */
-export async function startOtelExport(opts: OtelExportOptions): Promise<RunningConsumer> {
-  const stream = await ensureSpanStream(await opts.nc.jetstreamManager(), opts);
-  const exporter = new OTLPTraceExporter({ url: opts.endpoint });
-  const metrics = usageMetrics(opts.registry);
-  const running = await startSpanConsumer({
-    nc: opts.nc,
-    stream,
-    durable: opts.durable ?? DEFAULT_OTEL_DURABLE,
-    logger: opts.logger,
-    batchSize: opts.batchSize ?? 256,
-    ...(opts.ackWaitMs !== undefined ? { ackWaitMs: opts.ackWaitMs } : {}),
-    ...(opts.fetchExpiresMs !== undefined ? { fetchExpiresMs: opts.fetchExpiresMs } : {}),
-    handle: async (spans) => {
-      await exportSpans(exporter, spans);
-      metrics.otelExported.inc(spans.length);
-    },
-  });
-  return {
-    done: running.done,
-    async stop() {
-      await running.stop();
-      await exporter.shutdown();
-    },
-  };
 }
 
 /** Normalises `OTEL_EXPORTER_OTLP_ENDPOINT` (a base URL) to the traces URL. */

@@ -3,8 +3,10 @@
  * `/metrics`. Label values are bounded sets (outcome codes, endpoint ids), never user input.
  */
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import type { DecisionMetrics } from '../../core/decision/metrics.ts';
 
-export interface AuthzMetrics {
+/** The Prometheus implementation of the decision's metrics port, with the registry it lives on. */
+export interface AuthzMetrics extends DecisionMetrics {
   readonly registry: Registry;
   readonly checks: Counter<'transport' | 'outcome' | 'code'>;
   readonly decisionSeconds: Histogram<'transport'>;

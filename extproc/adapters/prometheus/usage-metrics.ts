@@ -1,22 +1,11 @@
 /** Prometheus metrics of the usage pipeline, registered once per registry. */
-import { Counter, Gauge, register as defaultRegistry, type Registry } from 'prom-client';
-
-export interface UsageMetrics {
-  readonly published: Counter;
-  readonly publishFailures: Counter;
-  readonly spooled: Counter;
-  readonly spoolBytes: Gauge;
-  readonly spoolSpans: Gauge;
-  readonly queueDepth: Gauge;
-  readonly aggregated: Counter;
-  readonly duplicates: Counter;
-  readonly otelExported: Counter;
-}
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { UsageMetrics } from '../../core/usage/metrics.ts';
 
 const byRegistry = new WeakMap<Registry, UsageMetrics>();
 
-/** The pipeline's metrics on `registry` (the default one unless given). */
-export function usageMetrics(registry: Registry = defaultRegistry): UsageMetrics {
+/** The pipeline's metrics on `registry`, created once per registry. */
+export function usageMetrics(registry: Registry): UsageMetrics {
   const existing = byRegistry.get(registry);
   if (existing) return existing;
   const registers = [registry];

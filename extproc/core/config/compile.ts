@@ -7,7 +7,6 @@
 import type { JWK } from 'jose';
 import type { ConfigDocument } from './schema.ts';
 import type { ConfigIssue } from './errors.ts';
-import { resolveSecret } from '../../adapters/files/secrets.ts';
 import type {
   AccountConfig,
   IssuerConfig,
@@ -24,9 +23,12 @@ export const DEFAULT_PRICES: Readonly<Record<ModelType, Price>> = {
   stt: { perMinute: '0.0035', perMinuteStreaming: '0.006' },
 };
 
+/** The value behind a secret reference (`env:VAR`, `file:PATH`), or why it cannot be had. */
+export type SecretResult = { ok: true; value: string } | { ok: false; message: string };
+
 export interface CompileContext {
-  readonly baseDir: string;
-  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Resolves a secret reference; the file source reads env and files, the control plane its store. */
+  readonly resolveSecret: (ref: string) => Promise<SecretResult>;
   readonly origin: string;
   readonly version: number;
 }
@@ -51,7 +53,7 @@ export async function compileConfig(doc: ConfigDocument, ctx: CompileContext): P
     if (!providers.has(a.provider)) {
       issues.push({ path: `${at}.provider`, message: `unknown provider "${a.provider}"` });
     }
-    const token = await resolveSecret(a.token, ctx.baseDir, ctx.env);
+    const token = await ctx.resolveSecret(a.token);
     if (!token.ok) issues.push({ path: `${at}.token`, message: token.message });
     else if (/\s/.test(token.value)) issues.push({ path: `${at}.token`, message: 'token contains whitespace' });
     accounts.set(a.name, {
@@ -132,7 +134,7 @@ async function compileIssuers(doc: ConfigDocument, ctx: CompileContext, issues: 
     const at = `identity.issuers[${i}]`;
     let jwks: { keys: JWK[] } | undefined;
     if (typeof iss.jwks === 'string') {
-      const text = await resolveSecret(iss.jwks, ctx.baseDir, ctx.env);
+      const text = await ctx.resolveSecret(iss.jwks);
       if (!text.ok) issues.push({ path: `${at}.jwks`, message: text.message });
       else jwks = parseJwks(text.value, `${at}.jwks`, issues);
     } else if (iss.jwks) {
@@ -148,7 +150,7 @@ async function compileIssuers(doc: ConfigDocument, ctx: CompileContext, issues: 
     }
     let devSigningKey: JWK | undefined;
     if (iss.dev_signing_key) {
-      const text = await resolveSecret(iss.dev_signing_key, ctx.baseDir, ctx.env);
+      const text = await ctx.resolveSecret(iss.dev_signing_key);
       if (!text.ok) issues.push({ path: `${at}.dev_signing_key`, message: text.message });
       else {
         try {

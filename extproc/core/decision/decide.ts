@@ -172,3 +172,14 @@ export function deny(
   return { kind: 'deny', status, code, message, headers, metadata };
 }
 
+/** The failure Envoy produces with `status_on_error: 503` when the decision cannot be had. */
+export function authzUnavailable(): Deny {
+  return {
+    kind: 'deny',
+    status: 503,
+    code: 'authz_unavailable',
+    message: 'The authorization service is unavailable; try again shortly.',
+    headers: {},
+    metadata: {},
+  };
+}

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { TOKEN_QUERY_PARAMETER } from '../decision/decide.ts';
 import type { Authorizer, CheckInput, Decision, RouteKind } from '../decision/types.ts';
-import { authzUnavailable } from '../../adapters/envoy/check-response-decode.ts';
+import { authzUnavailable } from '../decision/decide.ts';
 import type { ExchangeStart } from './exchange-observer.ts';
 import { withoutCredentials } from './headers.ts';
 import { removeQueryParams } from './query.ts';

@@ -6,8 +6,7 @@
 import type { NatsConnection } from 'nats';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
-import { usageMetrics } from '../../adapters/prometheus/usage-metrics.ts';
+import { NO_USAGE_METRICS, type UsageMetrics } from '../../core/usage/metrics.ts';
 import { migrate } from '../../adapters/postgres/migrations.ts';
 import { writeSpans } from '../../adapters/postgres/rollup-writer.ts';
 import { startSpanConsumer, type RunningConsumer } from '../../adapters/nats/span-consumer.ts';
@@ -24,7 +23,7 @@ export interface AggregatorOptions extends SpanStreamOptions {
   readonly batchSize?: number;
   readonly ackWaitMs?: number;
   readonly fetchExpiresMs?: number;
-  readonly registry?: Registry;
+  readonly metrics?: UsageMetrics;
   /**
    * Runs after a batch committed and before it is acknowledged. Only tests use it, to model a
    * crash in that window.
@@ -36,7 +35,7 @@ export interface AggregatorOptions extends SpanStreamOptions {
 export async function startAggregator(opts: AggregatorOptions): Promise<RunningConsumer> {
   await migrate(opts.pool);
   const stream = await ensureSpanStream(await opts.nc.jetstreamManager(), opts);
-  const metrics = usageMetrics(opts.registry);
+  const metrics = opts.metrics ?? NO_USAGE_METRICS;
   return startSpanConsumer({
     nc: opts.nc,
     stream: stream ?? DEFAULT_STREAM,

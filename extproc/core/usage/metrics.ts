@@ -1,0 +1,38 @@
+/**
+ * The usage pipeline's counters and gauges as a port: the NATS publisher, the aggregator and the
+ * OTLP exporter count through it; the Prometheus adapter implements it on the registry a process
+ * serves on `/metrics`. Unwired, nothing is counted.
+ */
+export interface Counting {
+  inc(by?: number): void;
+}
+export interface Gauging {
+  set(value: number): void;
+}
+
+export interface UsageMetrics {
+  readonly published: Counting;
+  readonly publishFailures: Counting;
+  readonly spooled: Counting;
+  readonly spoolBytes: Gauging;
+  readonly spoolSpans: Gauging;
+  readonly queueDepth: Gauging;
+  readonly aggregated: Counting;
+  readonly duplicates: Counting;
+  readonly otelExported: Counting;
+}
+
+const none = { inc() {}, set() {} };
+
+/** Counts nothing; the default where no registry is wired. */
+export const NO_USAGE_METRICS: UsageMetrics = Object.freeze({
+  published: none,
+  publishFailures: none,
+  spooled: none,
+  spoolBytes: none,
+  spoolSpans: none,
+  queueDepth: none,
+  aggregated: none,
+  duplicates: none,
+  otelExported: none,
+});
