@@ -13,7 +13,10 @@ RUN npm ci && npm cache clean --force
 COPY tsconfig.json ./
 COPY bin ./bin
 COPY extproc ./extproc
+# The simulator and the development wiring that adds `voicegate simulator` (the compose stack's
+# upstream); an image for production alone can drop these two lines and the gateway still runs.
 COPY simulator ./simulator
+COPY dev ./dev
 COPY protos ./protos
 COPY envoy ./envoy
 COPY examples ./examples

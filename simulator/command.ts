@@ -1,6 +1,6 @@
 /**
- * `voicegate simulator [--port 7070] [--host 127.0.0.1] [--profile instant|realistic]
- *  [--key KEY[:UNITS]]… [--config FILE] [--ws-per-unit N] [--allow-query-token]`
+ * The simulator's command line: `voicegate-simulator` (bin/voicegate-simulator.js), and
+ * `voicegate simulator` through the development wiring (dev/wiring.ts).
  *
  * Keys come from `--key` (4 units unless given), from every `smallest` account of `--config`,
  * or, with neither, from the development keys in `examples/dev/*.key` (4 units each).
@@ -10,11 +10,13 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { waitForShutdown } from '../extproc/main/signals.ts';
 import type { SimulatorAccount } from './accounts.ts';
+import { accountsFromConfig } from './config-accounts.ts';
 import { DEFAULT_SIMULATOR_PORT, startSimulator, type SimulatorHandle, type SimulatorOptions } from './server.ts';
 
 export const DEFAULT_UNITS = 4;
+export const SIMULATOR_SUMMARY = 'a local simulator of api.smallest.ai';
+export const SIMULATOR_SYNOPSIS = '[--port 7070] [--host 127.0.0.1] [--profile instant|realistic] [--key KEY[:UNITS]]… [--config FILE] [--ws-per-unit N] [--allow-query-token]';
 const DEV_KEYS_DIR = fileURLToPath(new URL('../examples/dev/', import.meta.url));
 
 export class UsageError extends Error {
@@ -83,15 +85,6 @@ export function parseSimulatorArgs(args: readonly string[]): ParsedArgs {
   return { options, keys, config };
 }
 
-/** Every `smallest` account of a voicegate config file. */
-async function accountsFromConfig(path: string): Promise<SimulatorAccount[]> {
-  const { loadSnapshotFromFile } = await import('../extproc/adapters/files/config-file.ts');
-  const snapshot = await loadSnapshotFromFile(path);
-  const out: SimulatorAccount[] = [];
-  for (const a of snapshot.accounts.values()) if (a.provider === 'smallest') out.push({ key: a.token, units: a.concurrency });
-  return out;
-}
-
 /** The development keys shipped in examples/dev. */
 async function devAccounts(dir = DEV_KEYS_DIR): Promise<SimulatorAccount[]> {
   const files = (await readdir(dir)).filter((f) => f.endsWith('.key')).sort();
@@ -112,7 +105,7 @@ export async function resolveAccounts(parsed: ParsedArgs): Promise<SimulatorAcco
 }
 
 export interface SimulatorCommandHooks {
-  /** Stops the simulator like SIGINT does (tests, embedding). */
+  /** Stops the simulator (the CLI entry aborts it on SIGINT/SIGTERM). */
   readonly signal?: AbortSignal;
   /** Called once listening. */
   readonly onListening?: (handle: SimulatorHandle) => void;
@@ -144,7 +137,15 @@ export async function simulatorCommand(args: string[], hooks: SimulatorCommandHo
   }
   log(`voicegate simulator listening on ${handle.url} (profile ${parsed.options.profile ?? 'realistic'}, ${accounts.length} key(s))`);
   hooks.onListening?.(handle);
-  await waitForShutdown(hooks.signal);
+  if (hooks.signal) await aborted(hooks.signal);
+  else await new Promise<never>(() => {});
   await handle.close();
   return 0;
+}
+
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    signal.addEventListener('abort', () => resolve(), { once: true });
+  });
 }

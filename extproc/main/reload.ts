@@ -6,6 +6,7 @@
 import type { Logger } from './logger.ts';
 import { loadSnapshotFromFile } from '../adapters/files/config-file.ts';
 import type { StaticSnapshotSource } from '../core/config/snapshot.ts';
+import type { Component } from './lifecycle.ts';
 
 export async function reloadInto(source: StaticSnapshotSource, path: string, logger: Logger): Promise<boolean> {
   try {
@@ -24,4 +25,22 @@ export function reloadOnSighup(source: StaticSnapshotSource, path: string, logge
   const onHup = () => void reloadInto(source, path, logger);
   process.on('SIGHUP', onHup);
   return () => process.off('SIGHUP', onHup);
+}
+
+/** SIGHUP reload as a component: installed once everything before it started, removed first. */
+export function reloadComponent(source: StaticSnapshotSource, path: string, logger: Logger): Component {
+  let stop: (() => void) | undefined;
+  return {
+    name: 'SIGHUP reload',
+    async start() {
+      stop = reloadOnSighup(source, path, logger);
+    },
+    drain() {
+      stop?.();
+      stop = undefined;
+    },
+    async close() {
+      stop?.();
+    },
+  };
 }

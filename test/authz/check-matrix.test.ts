@@ -542,7 +542,7 @@ describe('gRPC health', () => {
       expect(await c.health('')).toEqual({ status: 'NOT_SERVING' });
       const token = await tokenFor('alice', ['voice']);
       const res = await c.check(ttsSync(token));
-      expectDeny(res, 'ServiceUnavailable', 'no_configuration', token);
+      expectDeny(res, 'ServiceUnavailable', 'authz_unavailable', token);
       expect(res.status.code).toBe(14);
 
       source.swap(await loadTestSnapshot([{ issuer: ISS_INLINE, keys: [...inlineKeys.values()] }], keys));

@@ -6,6 +6,8 @@ import { StaticSnapshotSource } from '../../extproc/core/config/snapshot.ts';
 import { startEdge } from '../../extproc/adapters/edge/server.ts';
 import { createGrpcAuthorizer } from '../../extproc/adapters/envoy/authz-client.ts';
 import { decodeCheckResponse } from '../../extproc/adapters/envoy/check-response-decode.ts';
+import { deny } from '../../extproc/core/decision/decide.ts';
+import { DENIALS, isDenyCode, type DenialCode } from '../../extproc/core/decision/denials.ts';
 import { toCheckResponse } from '../../extproc/adapters/envoy/check-response.ts';
 import { startExtprocServer } from '../../extproc/adapters/envoy/server.ts';
 import { PROVIDER_KEY, TestAuthorizer, readBody, snapshotFor, startUpstream } from './helpers.ts';
@@ -98,25 +100,30 @@ describe('decodeCheckResponse', () => {
     expect(decodeCheckResponse(toCheckResponse(allow))).toEqual(allow);
   });
 
-  it('round-trips denials by status name, body and headers', () => {
-    for (const status of [400, 401, 403, 404, 413, 429, 503] as const) {
-      const d: Decision = {
-        kind: 'deny',
-        status,
-        code: 'some_code',
-        message: 'fix it',
-        headers: status === 401 ? { 'www-authenticate': 'Bearer' } : {},
-        metadata: { user: 'bob' },
-      };
+  it('round-trips every denial a decision can carry, by status name, body and headers', () => {
+    for (const code of Object.keys(DENIALS) as DenialCode[]) {
+      if (!isDenyCode(code)) continue;
+      const d = deny(code, 'fix it', { user: 'bob' }, DENIALS[code].status === 401 ? { 'www-authenticate': 'Bearer' } : {});
       expect(decodeCheckResponse(toCheckResponse(d))).toEqual(d);
     }
   });
 
-  it("reads a denial without a denied_response as Envoy's default 403 and unknown bodies as the message", () => {
-    expect(decodeCheckResponse({ status: { code: 7 } })).toMatchObject({ kind: 'deny', status: 403 });
+  it('reads any denial outside the closed set of codes as the one "cannot decide" answer (fail closed)', () => {
+    const cannot = { kind: 'deny', status: 503, code: 'authz_unavailable' };
+    // Envoy's bare 403, a body that is not ours, a code we do not issue, a status that disagrees with the code.
+    expect(decodeCheckResponse({ status: { code: 7 } })).toMatchObject(cannot);
     expect(
       decodeCheckResponse({ status: { code: 7 }, denied_response: { status: { code: 'TooManyRequests' }, body: 'slow down' } }),
-    ).toMatchObject({ kind: 'deny', status: 429, message: 'slow down' });
-    expect(decodeCheckResponse('garbage')).toMatchObject({ kind: 'deny', status: 503, code: 'authz_unavailable' });
+    ).toMatchObject(cannot);
+    const foreign = JSON.stringify({ error: { code: 'some_code', message: 'x' } });
+    expect(decodeCheckResponse({ status: { code: 7 }, denied_response: { status: { code: 'Forbidden' }, body: foreign } })).toMatchObject(cannot);
+    const entitled = JSON.stringify({ error: { code: 'not_entitled', message: 'x' } });
+    expect(decodeCheckResponse({ status: { code: 7 }, denied_response: { status: { code: 'NotFound' }, body: entitled } })).toMatchObject(cannot);
+    expect(decodeCheckResponse({ status: { code: 7 }, denied_response: { status: { code: 'Forbidden' }, body: entitled } })).toMatchObject({
+      kind: 'deny',
+      status: 403,
+      code: 'not_entitled',
+    });
+    expect(decodeCheckResponse('garbage')).toMatchObject(cannot);
   });
 });

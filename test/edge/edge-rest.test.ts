@@ -78,7 +78,7 @@ describe('edge REST passthrough', () => {
     await until(() => rec.exchanges[0]?.ends.length === 1, 2000, 'observer end');
     const x = rec.exchanges[0]!;
     expect(rec.exchanges).toHaveLength(1);
-    expect(x.start.decision).toBe('allow');
+    expect(x.decision.kind).toBe('allow');
     expect(x.requestBytes).toBe(upload.length);
     expect(x.responseBytes).toBe(answer.length);
     expect(x.ends).toEqual([{ status: 201 }]);
@@ -86,7 +86,7 @@ describe('edge REST passthrough', () => {
 
   it('applies the decision with overwrite semantics and never forwards caller credentials', async () => {
     let up: { url: string; headers: http.IncomingHttpHeaders; raw: string[]; body: string } | undefined;
-    const { edge, authorizer, rec, upstream } = await setup(async (req, res) => {
+    const { edge, authorizer, rec, upstream, source } = await setup(async (req, res) => {
       up = { url: req.url!, headers: req.headers, raw: req.rawHeaders, body: (await readBody(req)).toString() };
       res.writeHead(200, { 'content-type': 'audio/wav' });
       res.end('RIFF');
@@ -153,14 +153,15 @@ describe('edge REST passthrough', () => {
     expect(input.requestId).toMatch(/^[0-9a-f-]{36}$/);
     expect(up!.headers['x-request-id']).toBe(input.requestId);
 
-    // The observer never sees credentials or the query token.
+    // The observer is told the exchange as it arrived, once, with its snapshot, and the decision;
+    // the token is stripped once, by the decision, in the upstream path the plan and metering use.
     await until(() => rec.exchanges[1]?.ends.length === 1);
-    const start = rec.exchanges[1]!.start;
-    expect(start.path).toBe('/smallest/api/v1/lightning-v3.1/get_speech?sample_rate=8000&x=a%20b');
-    expect(start.headers.cookie).toBeUndefined();
-    expect(start.headers['x-api-key']).toBeUndefined();
-    expect(start.headers['proxy-authorization']).toBeUndefined();
-    expect(start.requestBody && Buffer.from(start.requestBody).toString()).toBe(json);
+    const { exchange, decision } = rec.exchanges[1]!;
+    expect(exchange.pathWithQuery).toBe(input.path);
+    expect(exchange.requestId).toBe(input.requestId);
+    expect(exchange.snapshot).toBe(source.current());
+    expect(decision.metadata.upstream_path).toBe('/waves/v1/lightning-v3.1/get_speech?sample_rate=8000&x=a%20b');
+    expect(up!.url).toBe(decision.metadata.upstream_path);
   });
 
   it('sets host to the upstream host and keeps a caller x-request-id', async () => {
@@ -203,10 +204,10 @@ describe('edge denials', () => {
   let upstreamHits = 0;
   const cases = [
     { token: undefined, status: 401, code: 'missing_token', wwwAuth: 'Bearer realm="voicegate"' },
-    { token: 'bad', status: 401, code: 'invalid_token', wwwAuth: 'Bearer error="invalid_token"' },
+    { token: 'bad', status: 401, code: 'invalid_signature', wwwAuth: 'Bearer error="invalid_token"' },
     { token: 'forbidden', status: 403, code: 'not_entitled' },
     { token: 'unknown-model', status: 404, code: 'unknown_model' },
-    { token: 'busy', status: 503, code: 'no_config' },
+    { token: 'busy', status: 503, code: 'authz_unavailable' },
   ];
   for (const c of cases) {
     it(`answers ${c.status} ${c.code} with a JSON body and never reaches the upstream`, async () => {
@@ -226,7 +227,7 @@ describe('edge denials', () => {
       expect(await r.body.json()).toEqual({ error: { code: c.code, message: `denied: ${c.code}` } });
       expect(upstreamHits).toBe(0);
       expect(rec.exchanges).toHaveLength(1);
-      expect(rec.exchanges[0]!.start.decision).toBe('deny');
+      expect(rec.exchanges[0]!.decision.kind).toBe('deny');
       expect(rec.exchanges[0]!.ends).toEqual([{ status: c.status }]);
     });
   }

@@ -1,11 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { buildCheckInput, routeTraits } from '../../extproc/core/exchange/check-input.ts';
-import { parseEdgeArgs } from '../../extproc/main/commands/edge.ts';
+import { EDGE_OPTIONS } from '../../extproc/main/options.ts';
+import { parseOptions } from '../../extproc/main/parse.ts';
 import { relayRawHeaders } from '../../extproc/core/exchange/headers.ts';
-import { removeQueryParams } from '../../extproc/core/exchange/query.ts';
+import { removeQueryParams } from '../../extproc/core/decision/query.ts';
+import type { Exchange } from '../../extproc/core/exchange/exchange.ts';
 import { planUpstream } from '../../extproc/core/exchange/upstream-plan.ts';
 import { sendableCloseCode } from '../../extproc/adapters/edge/ws-proxy.ts';
 import { snapshotFor } from './helpers.ts';
+
+function exchange(over: Partial<Exchange>): Exchange {
+  return {
+    requestId: 'r', startedAtMs: 0, startHr: 0n, method: 'POST', pathWithQuery: '/', scheme: 'http',
+    headers: {}, routeKind: 'rest', upgrade: false, snapshot: undefined, ...over,
+  };
+}
 
 describe('removeQueryParams', () => {
   it('drops every named parameter and keeps the others byte for byte', () => {
@@ -13,6 +22,7 @@ describe('removeQueryParams', () => {
     expect(removeQueryParams('/a?token=x', ['token'])).toBe('/a');
     expect(removeQueryParams('/a?to%6Ben=x&b', ['token'])).toBe('/a?b');
     expect(removeQueryParams('/a', ['token'])).toBe('/a');
+    expect(removeQueryParams('/a?b=1&&c', ['token'])).toBe('/a?b=1&&c');
   });
 });
 
@@ -30,14 +40,9 @@ describe('routeTraits', () => {
 
 describe('buildCheckInput', () => {
   it('adds pseudo-headers, moves host to :authority and marks a partial body', () => {
-    const input = buildCheckInput({
-      method: 'POST',
-      pathWithQuery: '/smallest/waves/v1/tts?x=1',
-      headers: { host: 'gw:8080', 'content-type': 'application/json' },
-      requestId: 'rid',
-      scheme: 'http',
-      body: new Uint8Array([1]),
-      partialBody: true,
+    const input = buildCheckInput(exchange({ pathWithQuery: '/smallest/waves/v1/tts?x=1', headers: { host: ['gw:8080'], 'content-type': ['application/json'] }, requestId: 'rid' }), {
+      bytes: new Uint8Array([1]),
+      partial: true,
     });
     expect(input.headers).toMatchObject({
       ':method': 'POST',
@@ -54,29 +59,31 @@ describe('buildCheckInput', () => {
 describe('planUpstream', () => {
   const snapshot = snapshotFor('http://up.example:7070/');
   it('sets, then removes, then strips the query token, and rewrites host', () => {
-    const plan = planUpstream({
-      snapshot,
-      decision: {
+    const plan = planUpstream(
+      exchange({
+        snapshot,
+        pathWithQuery: '/smallest/api/v1/pulse/get_text?token=t&language=en',
+        headers: {
+          authorization: ['Bearer jwt'],
+          cookie: ['c=1'],
+          'x-drop': ['1'],
+          connection: ['keep-alive, x-hop'],
+          'x-hop': ['1'],
+          'transfer-encoding': ['chunked'],
+          'x-source': ['sdk'],
+          host: ['gw'],
+        },
+        requestId: 'rid',
+      }),
+      {
         kind: 'allow',
         headersToSet: [{ key: 'Authorization', value: 'Bearer sk' }],
         headersToRemove: ['x-drop'],
-        queryParametersToRemove: [],
+        // No upstream_path: the path is derived as envoy.yaml does, with the decision's removals.
+        queryParametersToRemove: ['token'],
         metadata: { provider: 'smallest' },
       },
-      pathWithQuery: '/smallest/api/v1/pulse/get_text?token=t&language=en',
-      callerHeaders: {
-        authorization: ['Bearer jwt'],
-        cookie: ['c=1'],
-        'x-drop': ['1'],
-        connection: ['keep-alive, x-hop'],
-        'x-hop': ['1'],
-        'transfer-encoding': ['chunked'],
-        'x-source': ['sdk'],
-        host: ['gw'],
-      },
-      requestId: 'rid',
-      websocket: false,
-    });
+    );
     expect(plan.kind).toBe('upstream');
     if (plan.kind !== 'upstream') return;
     expect(plan.url.href).toBe('http://up.example:7070/waves/v1/pulse/get_text?language=en');
@@ -84,13 +91,12 @@ describe('planUpstream', () => {
   });
 
   it('refuses a provider the snapshot does not know', () => {
-    const plan = planUpstream({
-      snapshot,
-      decision: { kind: 'allow', headersToSet: [], headersToRemove: [], queryParametersToRemove: [], metadata: { provider: 'other' } },
-      pathWithQuery: '/other/x',
-      callerHeaders: {},
-      requestId: 'r',
-      websocket: false,
+    const plan = planUpstream(exchange({ snapshot, pathWithQuery: '/other/x', requestId: 'r' }), {
+      kind: 'allow',
+      headersToSet: [],
+      headersToRemove: [],
+      queryParametersToRemove: [],
+      metadata: { provider: 'other' },
     });
     expect(plan.kind).toBe('no-route');
   });
@@ -107,9 +113,13 @@ describe('relayRawHeaders and close codes', () => {
   });
 });
 
-describe('parseEdgeArgs', () => {
+describe('edge options', () => {
+  const parseEdgeArgs = (args: string[]) => parseOptions(EDGE_OPTIONS, args, {});
   it('validates the command line', () => {
-    expect(parseEdgeArgs(['--config', 'c.yaml'])).toEqual({ ok: true, value: { config: 'c.yaml', host: '0.0.0.0', port: 8080, authz: 'inproc', 'http-port': 9465, 'spool-dir': '.voicegate/edge' } });
+    expect(parseEdgeArgs(['--config', 'c.yaml'])).toEqual({
+      ok: true,
+      value: { config: 'c.yaml', host: '0.0.0.0', port: 8080, authz: 'inproc', httpPort: 9465, spoolDir: '.voicegate/edge', nats: undefined, stream: 'VOICEGATE_SPANS', subjectPrefix: 'voicegate.spans', drainDelay: 0 },
+    });
     expect(parseEdgeArgs(['--config', 'c.yaml', '--port', '0', '--authz', 'grpc://127.0.0.1:50051'])).toMatchObject({ ok: true, value: { port: 0 } });
     expect(parseEdgeArgs(['--config', 'c.yaml', '--authz', 'http://x']).ok).toBe(false);
     expect(parseEdgeArgs([]).ok).toBe(false);

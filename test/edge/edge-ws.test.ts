@@ -74,8 +74,9 @@ describe('edge WebSocket relay', () => {
 
     await until(() => rec.exchanges[0]?.ends.length === 1, 3000, 'observer end');
     const x = rec.exchanges[0]!;
-    expect(x.start.routeKind).toBe('websocket');
-    expect(x.start.path).toBe('/smallest/waves/v1/tts/live?timeout=30');
+    expect(x.exchange.routeKind).toBe('websocket');
+    expect(x.exchange.upgrade).toBe(true);
+    expect(x.decision.metadata.upstream_path).toBe('/waves/v1/tts/live?timeout=30');
     expect(x.clientMessages).toEqual([
       { text: '{"text":"hello","voice_id":"magnus"}', binary: false },
       { text: Buffer.from([0, 1, 2, 255]).toString(), binary: true },
@@ -157,11 +158,16 @@ describe('edge WebSocket relay', () => {
     expect(rec.exchanges[0]!.ends[0]!.status).toBe(101);
   });
 
-  it('applies backpressure: a paused reader stalls the upstream instead of growing the edge', async () => {
+  /**
+   * A fast upstream pushes 96 MiB at a client that reads nothing. Measured: how much the upstream
+   * got rid of and how much the process's Buffer memory (`arrayBuffers`, where queued frames live)
+   * grew. With the edge's thresholds the edge stops reading the upstream; the control run raises
+   * them out of reach, so the same traffic piles up inside the edge — the measurement tells them apart.
+   */
+  async function pushAtPausedClient(extra: Parameters<typeof startTestEdge>[1]) {
     const chunk = Buffer.alloc(128 * 1024, 7);
     const total = 96 * 1024 * 1024;
     let sent = 0;
-    let maxUpstreamBuffered = 0;
     let stalled = false;
     let upstreamWs: WebSocket | undefined;
     const { wsUrl } = await setup((ws) => {
@@ -175,27 +181,43 @@ describe('edge WebSocket relay', () => {
           }
           ws.send(chunk, { binary: true });
           sent += chunk.length;
-          maxUpstreamBuffered = Math.max(maxUpstreamBuffered, ws.bufferedAmount);
         }
       };
       ws.once('message', pump);
-    });
+    }, {}, extra);
     const client = new WebSocket(`${wsUrl}/smallest/waves/v1/tts/live?token=good`);
     await opened(client);
     let received = 0;
     client.on('message', (d: Buffer) => (received += d.length));
     client.pause();
+    global.gc?.();
+    const before = process.memoryUsage().arrayBuffers;
     client.send('go');
-    await until(() => stalled, 10_000, 'upstream stall');
-    // The upstream could not push everything: the edge stopped reading it.
-    expect(sent).toBeLessThan(total);
-    expect(maxUpstreamBuffered).toBeGreaterThan(8 * 1024 * 1024);
-    const sentAtStall = sent;
+    await until(() => stalled || sent === total, 15_000, 'upstream stall or done');
+    // Give the upstream time to push the rest if the edge keeps reading (it does without limits).
+    const deadline = Date.now() + 3_000;
+    while (sent < total && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     await new Promise((r) => setTimeout(r, 200));
-    expect(sent - sentAtStall).toBeLessThan(total / 2);
+    const grewBy = process.memoryUsage().arrayBuffers - before;
+    const sentWhilePaused = sent;
     client.resume();
-    await until(() => received === total, 20_000, 'full delivery after resume');
+    await until(() => received === total, 30_000, 'full delivery after resume');
     expect(upstreamWs!.bufferedAmount).toBe(0);
     client.close();
-  });
+    return { total, sentWhilePaused, grewBy };
+  }
+
+  it('applies backpressure: a paused reader stalls the upstream instead of growing the edge', async () => {
+    const held = await pushAtPausedClient({});
+    const MiB = 1024 * 1024;
+    // The upstream could not push everything: the edge stopped reading it…
+    expect(held.sentWhilePaused).toBeLessThan(held.total / 2);
+    // …so the edge held a few MiB (its 1 MiB high water, socket buffers, the upstream's own 8 MiB
+    // queue in this same process), not the 96 MiB on offer.
+    expect(held.grewBy).toBeLessThan(32 * MiB);
+
+    const unbounded = await pushAtPausedClient({ wsHighWaterBytes: 1 << 30, wsLowWaterBytes: 1 << 29 });
+    expect(unbounded.sentWhilePaused).toBe(unbounded.total);
+    expect(unbounded.grewBy).toBeGreaterThan(64 * MiB);
+  }, 90_000);
 });

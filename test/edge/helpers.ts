@@ -3,10 +3,12 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Allow, Authorizer, CheckInput, Decision, Deny } from '../../extproc/core/decision/types.ts';
+import { statusOf, type DenyCode } from '../../extproc/core/decision/denials.ts';
 import { StaticSnapshotSource, type Snapshot } from '../../extproc/core/config/snapshot.ts';
-import type { ExchangeEnd, ExchangeObserver, ExchangeStart } from '../../extproc/core/exchange/exchange-observer.ts';
+import type { ExchangeEnd, ExchangeObserverFactory } from '../../extproc/core/exchange/exchange-observer.ts';
+import type { Exchange } from '../../extproc/core/exchange/exchange.ts';
 import { startEdge } from '../../extproc/adapters/edge/server.ts';
-import { removeQueryParams } from '../../extproc/core/exchange/query.ts';
+import { removeQueryParams } from '../../extproc/core/decision/query.ts';
 
 export const PROVIDER_KEY = 'sk_provider_secret_123';
 
@@ -23,8 +25,8 @@ export function snapshotFor(upstream: string): Snapshot {
   };
 }
 
-function deny(status: Deny['status'], code: string, headers: Record<string, string> = {}): Deny {
-  return { kind: 'deny', status, code, message: `denied: ${code}`, headers, metadata: { user: 'someone' } };
+function deny(code: DenyCode, headers: Record<string, string> = {}): Deny {
+  return { kind: 'deny', status: statusOf(code), code, message: `denied: ${code}`, headers, metadata: { user: 'someone' } };
 }
 
 /** Mirrors the real decision's shape: Bearer/`?token=` → allow with the provider key injected. */
@@ -32,11 +34,11 @@ export function scriptedDecision(input: CheckInput): Decision {
   const auth = input.headers.authorization ?? '';
   const url = new URL(input.path, 'http://x');
   const token = auth.startsWith('Bearer ') ? auth.slice(7) : (url.searchParams.get('token') ?? '');
-  if (token === '') return deny(401, 'missing_token', { 'www-authenticate': 'Bearer realm="voicegate"' });
-  if (token === 'forbidden') return deny(403, 'not_entitled');
-  if (token === 'unknown-model') return deny(404, 'unknown_model');
-  if (token === 'busy') return deny(503, 'no_config');
-  if (token !== 'good') return deny(401, 'invalid_token', { 'www-authenticate': 'Bearer error="invalid_token"' });
+  if (token === '') return deny('missing_token', { 'www-authenticate': 'Bearer realm="voicegate"' });
+  if (token === 'forbidden') return deny('not_entitled');
+  if (token === 'unknown-model') return deny('unknown_model');
+  if (token === 'busy') return deny('authz_unavailable');
+  if (token !== 'good') return deny('invalid_signature', { 'www-authenticate': 'Bearer error="invalid_token"' });
   const rest = removeQueryParams(input.path, ['token']).replace(/^\/smallest/, '').replace(/^\/api\/v1\//, '/waves/v1/');
   const allow: Allow = {
     kind: 'allow',
@@ -63,7 +65,8 @@ export class TestAuthorizer implements Authorizer {
 }
 
 export interface Recorded {
-  start: ExchangeStart;
+  exchange: Exchange;
+  decision: Decision;
   calls: string[];
   requestBytes: number;
   responseBytes: number;
@@ -73,12 +76,12 @@ export interface Recorded {
 }
 
 /** An observer factory that keeps everything it was told. */
-export function recordingObserver(): { exchanges: Recorded[]; observe: (s: ExchangeStart) => ExchangeObserver } {
+export function recordingObserver(): { exchanges: Recorded[]; observe: ExchangeObserverFactory } {
   const exchanges: Recorded[] = [];
   return {
     exchanges,
-    observe(start) {
-      const r: Recorded = { start, calls: [], requestBytes: 0, responseBytes: 0, clientMessages: [], upstreamMessages: [], ends: [] };
+    observe(exchange, decision) {
+      const r: Recorded = { exchange, decision, calls: [], requestBytes: 0, responseBytes: 0, clientMessages: [], upstreamMessages: [], ends: [] };
       exchanges.push(r);
       return {
         requestChunk: (c) => ((r.requestBytes += c.byteLength), r.calls.push('requestChunk')),

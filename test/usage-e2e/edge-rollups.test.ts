@@ -14,7 +14,7 @@ import { createAuthorizer } from '../../extproc/core/decision/authorizer.ts';
 import { StaticSnapshotSource, type Snapshot } from '../../extproc/core/config/snapshot.ts';
 import { signDevToken } from '../../extproc/main/commands/token.ts';
 import { startEdge, type EdgeHandle } from '../../extproc/adapters/edge/server.ts';
-import { createUsagePipeline, type UsagePipeline } from '../../extproc/main/commands/usage.ts';
+import { createUsagePipeline, type UsagePipeline } from '../../extproc/main/usage-pipeline.ts';
 import { decodeSpan, type UsageSpan } from '../../extproc/core/usage/span.ts';
 import { queryUsage } from '../../extproc/adapters/postgres/usage-query.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/server.ts';

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { createUsagePipeline } from '../../extproc/main/commands/usage.ts';
+import { createUsagePipeline } from '../../extproc/main/usage-pipeline.ts';
 import { decodeSpan } from '../../extproc/core/usage/span.ts';
-import { testSnapshot } from './helpers.ts';
+import { allowWith, testExchange, testSnapshot } from './helpers.ts';
 
 describe('usage pipeline without NATS', () => {
   it('writes one JSON line per exchange and logs a summary line', async () => {
@@ -13,12 +13,10 @@ describe('usage pipeline without NATS', () => {
     const lines: string[] = [];
     const logger = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
     const p = await createUsagePipeline({ spoolDir: dir, logger, snapshot: testSnapshot });
-    const o = p.observe({
-      requestId: 'r1', startedAtMs: Date.now(), startHr: process.hrtime.bigint(), method: 'POST',
-      path: '/smallest/waves/v1/lightning-v3.1/get_speech', routeKind: 'rest', headers: {}, decision: 'allow',
-      metadata: { user: 'alice', provider: 'smallest', model: 'lightning-v3.1', model_type: 'tts' },
-      requestBody: new TextEncoder().encode('{"text":"hello"}'),
-    });
+    const o = p.observe(
+      testExchange({ startedAtMs: Date.now() }),
+      allowWith({ user: 'alice', provider: 'smallest', model: 'lightning-v3.1', model_type: 'tts', characters: 5 }),
+    );
     o.end({ status: 200 });
     await p.close();
     const spans = readFileSync(join(dir, 'spans.jsonl'), 'utf8').trim().split('\n').map((l) => decodeSpan(l));

@@ -5,6 +5,8 @@ import { pino } from 'pino';
 import type { ModelConfig, Snapshot } from '../../extproc/core/config/snapshot.ts';
 import { newSpanId, SPAN_SCHEMA, type UsageSpan } from '../../extproc/core/usage/span.ts';
 import type { SpanSink } from '../../extproc/core/usage/span-sink.ts';
+import type { Exchange } from '../../extproc/core/exchange/exchange.ts';
+import type { Allow, DecisionMetadata, Deny } from '../../extproc/core/decision/types.ts';
 
 export const silentLogger = pino({ level: 'silent' });
 
@@ -136,4 +138,29 @@ export function wav(sampleRate: number, bitsPerSample: number, dataBytes: number
   b.write('data', off);
   b.writeUInt32LE(dataBytes, off + 4);
   return b;
+}
+
+/** An exchange as the edge builds it at arrival, priced by {@link testSnapshot} unless overridden. */
+export function testExchange(over: Partial<Exchange> = {}): Exchange {
+  return {
+    requestId: 'req-1',
+    startedAtMs: Date.parse('2025-03-01T10:00:00Z'),
+    startHr: process.hrtime.bigint(),
+    method: 'POST',
+    pathWithQuery: '/smallest/waves/v1/lightning-v3.1/get_speech',
+    scheme: 'http',
+    headers: { 'content-type': ['application/json'] },
+    routeKind: 'rest',
+    upgrade: false,
+    snapshot: testSnapshot(),
+    ...over,
+  };
+}
+
+export function allowWith(metadata: DecisionMetadata): Allow {
+  return { kind: 'allow', headersToSet: [], headersToRemove: [], queryParametersToRemove: [], metadata };
+}
+
+export function denyWith(metadata: DecisionMetadata): Deny {
+  return { kind: 'deny', status: 403, code: 'not_entitled', message: 'no', headers: {}, metadata };
 }

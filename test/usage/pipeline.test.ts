@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAggregator } from '../../extproc/main/components/aggregator.ts';
-import { usageCommand } from '../../extproc/main/commands/usage.ts';
+import { main } from '../../extproc/main/main.ts';
 import { NatsSpanSink } from '../../extproc/adapters/nats/nats-sink.ts';
 import { writeSpans } from '../../extproc/adapters/postgres/rollup-writer.ts';
 import { encodeSpan } from '../../extproc/core/usage/span.ts';
@@ -84,9 +84,9 @@ describe('usage pipeline (real NATS + PostgreSQL)', () => {
     expect(await queryUsage(db.pool, 'user', '2025-03-02')).toEqual([]);
 
     let printed = '';
-    expect(await usageCommand(['--by', 'user', '--since', '2025-01-01', '--json', '--database', db.url], (t) => (printed = t))).toBe(0);
+    expect(await main(['usage', '--by', 'user', '--since', '2025-01-01', '--json', '--database', db.url], new AbortController().signal, { stdout: (t) => (printed = t) })).toBe(0);
     expect(JSON.parse(printed).rows).toEqual(byUser);
-    expect(await usageCommand(['--by', 'model', '--since', '2025-01-01', '--database', db.url], (t) => (printed = t))).toBe(0);
+    expect(await main(['usage', '--by', 'model', '--since', '2025-01-01', '--database', db.url], new AbortController().signal, { stdout: (t) => (printed = t) })).toBe(0);
     expect(printed.split('\n')[1]).toMatch(/^smallest\/lightning-v3\.1\s+41\s+1\s+40000\s+0\s+0\.78$/);
 
     const handler = createUsageHttpHandler(db.pool);

@@ -12,6 +12,7 @@ import type { BodyPrefix } from './body-prefix.ts';
 import { startIdleTimer, type IdleTimer } from './idle-timer.ts';
 import { relayRawHeaders } from '../../core/exchange/headers.ts';
 import { gatewayError, type GatewayErrorCode, type LocalResponse } from '../../core/exchange/responses.ts';
+import type { ExchangeFailure } from '../../core/decision/denials.ts';
 import type { GuardedObserver } from '../../core/exchange/safe-observer.ts';
 import type { UpstreamPlan } from '../../core/exchange/upstream-plan.ts';
 
@@ -42,11 +43,14 @@ export interface RestExchange {
   /** Body bytes already read for the decision; sent upstream first. */
   readonly bodyPrefix?: BodyPrefix;
   readonly observer: GuardedObserver;
-  /** Bound on connect + response head; SSE bodies may then stream for as long as they last. */
-  readonly timeoutMs: number;
   /**
-   * After the response head: end the exchange when no byte moved either way for this long (Envoy's
-   * `stream_idle_timeout`); 0 disables it.
+   * Envoy's route `timeout`: from the end of the request body until the response is complete; a
+   * head that has not arrived by then is a 504. 0 disables it (SSE routes, `timeout: 0s`).
+   */
+  readonly routeTimeoutMs: number;
+  /**
+   * End the exchange when no byte moved either way for this long (the route's `idle_timeout`, else
+   * the connection manager's `stream_idle_timeout`); 0 disables it.
    */
   readonly idleTimeoutMs: number;
   readonly agents: UpstreamAgents;
@@ -68,8 +72,14 @@ export function writeLocal(res: ServerResponse, r: LocalResponse): void {
 export function proxyRest(x: RestExchange): void {
   const { req, res, plan, observer } = x;
   const secure = plan.url.protocol === 'https:';
-  let failure: GatewayErrorCode | undefined;
-  let idle: IdleTimer | undefined;
+  let failure: GatewayErrorCode | ExchangeFailure | undefined;
+  let routeTimer: NodeJS.Timeout | undefined;
+  // Set once the response is complete or the exchange failed: nothing is left to bound.
+  let bounded = true;
+  const stopRouteTimer = () => {
+    bounded = false;
+    clearTimeout(routeTimer);
+  };
 
   const upReq = (secure ? https : http).request(plan.url, {
     method: req.method,
@@ -78,10 +88,25 @@ export function proxyRest(x: RestExchange): void {
   });
   // Nagle would hold small SSE frames and WebSocket-like chunks back (RFC 896 vs. streaming audio).
   upReq.on('socket', (s) => s.setNoDelay(true));
-  const timer = setTimeout(() => upReq.destroy(new UpstreamTimeoutError('upstream did not answer in time')), x.timeoutMs);
+  // Both bounds end the exchange the same way: a 504 while no head has been sent, a cut stream after
+  // (there is no status left to send, as under Envoy).
+  const expire = (after: 'upstream_timeout' | 'stream_idle_timeout') => {
+    if (!res.headersSent) return upReq.destroy(new UpstreamTimeoutError('upstream did not answer in time'));
+    failure ??= after;
+    upReq.destroy();
+    res.destroy();
+  };
+  // Envoy starts the route timeout once the downstream request has ended, so a slow upload does not
+  // eat into the time the provider has to answer (a 16 s synthesis succeeds under a 120 s route).
+  const startRouteTimer = () => {
+    if (x.routeTimeoutMs > 0 && bounded) routeTimer = setTimeout(() => expire('upstream_timeout'), x.routeTimeoutMs);
+  };
+  // Envoy's idle bound covers the whole stream, the wait for the head included.
+  const idle: IdleTimer = startIdleTimer(x.idleTimeoutMs, () => expire('stream_idle_timeout'));
 
   upReq.on('error', (err) => {
-    clearTimeout(timer);
+    stopRouteTimer();
+    idle.stop();
     if (res.headersSent) {
       failure ??= 'upstream_reset';
       res.destroy();
@@ -94,21 +119,14 @@ export function proxyRest(x: RestExchange): void {
     writeLocal(
       res,
       timeout
-        ? gatewayError(504, 'upstream_timeout', 'The provider did not answer in time.')
-        : gatewayError(502, 'upstream_unreachable', 'The provider could not be reached.'),
+        ? gatewayError('upstream_timeout', 'The provider did not answer in time.')
+        : gatewayError('upstream_unreachable', 'The provider could not be reached.'),
     );
   });
 
   upReq.on('response', (upRes) => {
-    clearTimeout(timer);
-    // res 'close' stops the bound; if it already fired there is nothing left to bound.
-    if (!res.destroyed) {
-      idle = startIdleTimer(x.idleTimeoutMs, () => {
-        failure ??= 'stream_idle_timeout';
-        upReq.destroy();
-        res.destroy();
-      });
-    }
+    idle.touch();
+    upRes.once('end', stopRouteTimer);
     const status = upRes.statusCode ?? 502;
     observer.responseStart(status, upRes.headers);
     res.writeHead(status, upRes.statusMessage, relayRawHeaders(upRes.rawHeaders));
@@ -117,7 +135,7 @@ export function proxyRest(x: RestExchange): void {
       res.flushHeaders();
     }
     upRes.on('data', (chunk: Buffer) => {
-      idle?.touch();
+      idle.touch();
       observer.responseChunk(chunk);
     });
     upRes.on('error', () => {
@@ -128,8 +146,8 @@ export function proxyRest(x: RestExchange): void {
   });
 
   res.on('close', () => {
-    clearTimeout(timer);
-    idle?.stop();
+    stopRouteTimer();
+    idle.stop();
     if (!res.writableFinished) {
       failure ??= 'client_aborted';
       upReq.destroy();
@@ -145,11 +163,13 @@ export function proxyRest(x: RestExchange): void {
     }
     if (prefix.complete) {
       upReq.end();
+      startRouteTimer();
       return;
     }
   }
+  req.once('end', startRouteTimer);
   req.on('data', (chunk: Buffer) => {
-    idle?.touch();
+    idle.touch();
     observer.requestChunk(chunk);
   });
   req.pipe(upReq);

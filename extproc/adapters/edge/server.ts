@@ -12,10 +12,12 @@ import { pino, type Logger } from 'pino';
 import type { Authorizer, RouteKind } from '../../core/decision/types.ts';
 import type { SnapshotSource } from '../../core/config/snapshot.ts';
 import { ClientAbortedError, readBodyPrefix, type BodyPrefix } from './body-prefix.ts';
-import { admit, type Arrival } from './admit.ts';
+import { admit } from './admit.ts';
+import type { Exchange } from '../../core/exchange/exchange.ts';
 import { routeTraits } from '../../core/exchange/check-input.ts';
+import { routeTimeouts } from '../../core/catalogue/endpoints.ts';
 import type { ExchangeObserverFactory } from '../../core/exchange/exchange-observer.ts';
-import { flattenHeaders, forwardedFields } from '../../core/exchange/headers.ts';
+import { forwardedFields } from '../../core/exchange/headers.ts';
 import { createUpstreamAgents, proxyRest, writeLocal } from './rest-proxy.ts';
 import { gatewayError, healthResponse, readinessResponse } from '../../core/exchange/responses.ts';
 import { createWebSocketProxy, writeRawResponse } from './ws-proxy.ts';
@@ -29,12 +31,16 @@ export interface EdgeOptions {
   readonly authorizer: Authorizer;
   readonly observe?: ExchangeObserverFactory;
   readonly logger?: Logger;
-  /** Bound on connect + response head (REST/SSE) or the opening handshake (WebSocket). Default 15 s. */
+  /**
+   * Overrides the route timeout of every route that has one (REST: the endpoint spec's, 120 s),
+   * measured as Envoy does from the end of the request body until the response is complete. Routes
+   * with `timeout: 0s` (SSE, WebSocket) keep none. For tests.
+   */
   readonly upstreamTimeoutMs?: number;
   /**
-   * After the response head (REST/SSE) or the handshake (WebSocket): end the exchange when no byte
-   * or frame moved in either direction for this long. Default {@link DEFAULT_STREAM_IDLE_TIMEOUT_MS};
-   * 0 disables it, as `0s` does in Envoy.
+   * Overrides every route's idle bound (the spec's `idle_timeout`, else `stream_idle_timeout`,
+   * 300 s): the exchange ends when no byte or frame moved either way for this long; 0 disables it,
+   * as `0s` does in Envoy. For tests.
    */
   readonly streamIdleTimeoutMs?: number;
   /** Body bytes the decision reads on TTS JSON routes; default the snapshot's, else 64 KiB. */
@@ -52,15 +58,7 @@ export interface EdgeHandle {
   close(): Promise<void>;
 }
 
-/** Envoy's route timeout default; SSE and WebSocket bodies are not bounded by it here. */
-export const DEFAULT_UPSTREAM_TIMEOUT_MS = 15_000;
 export const DEFAULT_MAX_DECISION_BODY_BYTES = 64 * 1024;
-/**
- * envoy/envoy.yaml: `idle_timeout: 300s` on every SSE and WebSocket route (which set `timeout: 0s`)
- * and the connection manager's `stream_idle_timeout: 300s` for the rest. Envoy counts any bytes on
- * the stream as activity, WebSocket pings and pongs included, and so does the edge.
- */
-export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 300_000;
 
 function pathOnly(pathWithQuery: string): string {
   const q = pathWithQuery.indexOf('?');
@@ -82,8 +80,16 @@ function validWebSocketHandshake(req: IncomingMessage): boolean {
 /** Starts the edge and resolves once it listens. */
 export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
   const logger = opts.logger ?? pino({ level: 'silent' });
-  const timeoutMs = opts.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
-  const idleTimeoutMs = opts.streamIdleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS;
+  // The route's bounds come from its endpoint spec, the facts envoy.yaml's routes are checked
+  // against (test/envoy-config/catalogue-conformance.test.ts). Envoy counts any bytes as activity,
+  // WebSocket pings and pongs included, and so does the edge.
+  const timeouts = (req: IncomingMessage): { routeTimeoutMs: number; idleTimeoutMs: number } => {
+    const route = routeTimeouts(req.method ?? 'GET', req.url ?? '/');
+    return {
+      routeTimeoutMs: route.routeTimeoutMs > 0 ? (opts.upstreamTimeoutMs ?? route.routeTimeoutMs) : 0,
+      idleTimeoutMs: opts.streamIdleTimeoutMs ?? route.idleTimeoutMs,
+    };
+  };
   const agents = createUpstreamAgents();
   const ws = createWebSocketProxy({
     logger,
@@ -93,28 +99,30 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
 
   const deps = { authorizer: opts.authorizer, logger, ...(opts.observe ? { observe: opts.observe } : {}) };
 
-  function arrival(req: IncomingMessage, routeKind: RouteKind): Arrival {
-    const method = req.method ?? 'GET';
-    const pathWithQuery = req.url ?? '/';
+  /**
+   * The exchange as the connection manager hands it to the filters: x-forwarded-* and the request
+   * id set, and the snapshot read here, once, for the whole exchange.
+   */
+  function arrival(req: IncomingMessage, routeKind: RouteKind, upgrade: boolean): Exchange {
     // The edge listens in plain HTTP; TLS, when any, ends in front of it.
     const scheme = 'http';
     const forwarded = forwardedFields(req.headersDistinct['x-forwarded-for'], req.socket.remoteAddress, scheme);
-    const headers: Record<string, string> = Object.assign(flattenHeaders(req.headers), forwarded);
-    const callerHeaders: Record<string, readonly string[] | undefined> = { ...req.headersDistinct };
-    for (const [name, value] of Object.entries(forwarded)) callerHeaders[name] = [value];
-    const given = headers['x-request-id'];
+    const headers: Record<string, readonly string[] | undefined> = { ...req.headersDistinct };
+    for (const [name, value] of Object.entries(forwarded)) headers[name] = [value];
+    const given = headers['x-request-id']?.[0];
     const requestId = given && given.length > 0 ? given : randomUUID();
-    headers['x-request-id'] = requestId;
+    headers['x-request-id'] = [requestId];
     return {
       requestId,
       startedAtMs: Date.now(),
       startHr: process.hrtime.bigint(),
-      method,
-      pathWithQuery,
+      method: req.method ?? 'GET',
+      pathWithQuery: req.url ?? '/',
+      scheme,
       headers,
       routeKind,
-      scheme,
-      callerHeaders,
+      upgrade,
+      snapshot: opts.source.current(),
     };
   }
 
@@ -124,42 +132,37 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
     if (own === '/readyz') return writeLocal(res, readinessResponse(opts.source.current() !== undefined));
 
     const traits = routeTraits(req.method ?? 'GET', req.url ?? '/', false);
-    const facts = arrival(req, traits.kind);
-    const snapshot = opts.source.current();
+    const exchange = arrival(req, traits.kind, false);
     let prefix: BodyPrefix | undefined;
     if (traits.sendsBody) {
-      const limit = opts.maxDecisionBodyBytes ?? snapshot?.maxDecisionBodyBytes ?? DEFAULT_MAX_DECISION_BODY_BYTES;
+      const limit = opts.maxDecisionBodyBytes ?? exchange.snapshot?.maxDecisionBodyBytes ?? DEFAULT_MAX_DECISION_BODY_BYTES;
       prefix = await readBodyPrefix(req, limit);
     }
     const ok = await admit(deps, {
-      facts,
-      snapshot,
+      exchange,
       ...(prefix ? { prefix } : {}),
-      websocket: false,
       gone: () => res.destroyed,
       answer: (r) => writeLocal(res, r),
     });
     if (!ok) return;
-    proxyRest({ req, res, ...ok, ...(prefix ? { bodyPrefix: prefix } : {}), timeoutMs, idleTimeoutMs, agents, logger });
+    proxyRest({ req, res, ...ok, ...(prefix ? { bodyPrefix: prefix } : {}), ...timeouts(req), agents, logger });
   }
 
   async function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => {});
     if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
-      return writeRawResponse(socket, gatewayError(403, 'upgrade_not_allowed', 'Only WebSocket upgrades are supported.'));
+      return writeRawResponse(socket, gatewayError('upgrade_not_allowed', 'Only WebSocket upgrades are supported.'));
     }
     if (!validWebSocketHandshake(req)) {
-      return writeRawResponse(socket, gatewayError(400, 'bad_upgrade', 'Malformed WebSocket opening handshake.'));
+      return writeRawResponse(socket, gatewayError('bad_upgrade', 'Malformed WebSocket opening handshake.'));
     }
     const ok = await admit(deps, {
-      facts: arrival(req, 'websocket'),
-      snapshot: opts.source.current(),
-      websocket: true,
+      exchange: arrival(req, 'websocket', true),
       gone: () => socket.destroyed,
       answer: (r) => writeRawResponse(socket, r),
     });
     if (!ok) return;
-    ws.proxy({ req, socket, head, ...ok, timeoutMs, idleTimeoutMs });
+    ws.proxy({ req, socket, head, ...ok, ...timeouts(req) });
   }
 
   const server = http.createServer({
@@ -171,14 +174,14 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
     onRequest(req, res).catch((err: unknown) => {
       if (err instanceof ClientAbortedError) return;
       logger.error({ err }, 'edge request failed');
-      if (!res.headersSent && !res.destroyed) writeLocal(res, gatewayError(500, 'internal_error', 'Internal gateway error.'));
+      if (!res.headersSent && !res.destroyed) writeLocal(res, gatewayError('internal_error', 'Internal gateway error.'));
       else res.destroy();
     });
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     onUpgrade(req, socket, head).catch((err: unknown) => {
       logger.error({ err }, 'edge upgrade failed');
-      writeRawResponse(socket, gatewayError(500, 'internal_error', 'Internal gateway error.'));
+      writeRawResponse(socket, gatewayError('internal_error', 'Internal gateway error.'));
     });
   });
 

@@ -35,8 +35,11 @@ export interface WebSocketExchange {
   readonly head: Buffer;
   readonly plan: UpstreamPlan;
   readonly observer: GuardedObserver;
-  /** Bound on the upstream opening handshake. */
-  readonly timeoutMs: number;
+  /**
+   * Envoy's route `timeout` (0 on every WebSocket route, `timeout: 0s`). When set, it bounds the
+   * upstream opening handshake; a session, once open, is bounded only by {@link idleTimeoutMs}.
+   */
+  readonly routeTimeoutMs: number;
   /**
    * After the handshake: close both legs with 1001 when no frame (data, ping or pong) crossed in
    * either direction for this long (envoy.yaml's route `idle_timeout`); 0 disables it.
@@ -219,10 +222,12 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       perMessageDeflate: false,
       followRedirects: false,
     });
-    const timer = setTimeout(
-      () => fail(gatewayError(504, 'upstream_timeout', 'The provider did not answer in time.'), 'upstream_timeout'),
-      x.timeoutMs,
-    );
+    // Without a route timeout Envoy's idle bound is what ends a handshake nobody answers: no byte moves.
+    const handshakeMs = x.routeTimeoutMs > 0 ? x.routeTimeoutMs : x.idleTimeoutMs;
+    const timer =
+      handshakeMs > 0
+        ? setTimeout(() => fail(gatewayError('upstream_timeout', 'The provider did not answer in time.'), 'upstream_timeout'), handshakeMs)
+        : undefined;
 
     const onClientGone = () => {
       if (settled) return;
@@ -271,7 +276,7 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
     const onHandshakeError = (err: Error) => {
       if (settled) return;
       opts.logger.debug({ err, requestId: plan.headers['x-request-id'] }, 'upstream websocket failed');
-      fail(gatewayError(502, 'upstream_unreachable', 'The provider could not be reached.'), 'upstream_unreachable');
+      fail(gatewayError('upstream_unreachable', 'The provider could not be reached.'), 'upstream_unreachable');
     };
     upstream.on('error', onHandshakeError);
 

@@ -5,14 +5,17 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { lookup } from '../../../protos/envoy-protos.ts';
-import type { Snapshot } from '../../core/config/snapshot.ts';
+import type { SnapshotFor } from '../../core/usage/recent-snapshots.ts';
 import { accessLogEntrySchema, spanFromAccessLog, type EnvoyCorrelator } from './access-log-span.ts';
 import type { SpanSink } from '../../core/usage/span-sink.ts';
 import { correlatorFor } from './ext-proc-service.ts';
 
 export interface AccessLogOptions {
-  /** Prices and upstream hosts come from the snapshot in force. */
-  readonly snapshot?: () => Snapshot | undefined;
+  /**
+   * The snapshot that prices an entry, given the `config_version` its decision names: the one that
+   * decided while it is held (`recentSnapshots`), else the one in force.
+   */
+  readonly snapshot?: SnapshotFor;
   /** Called for entries that could not be turned into spans. */
   readonly onError?: (err: unknown) => void;
 }
@@ -28,7 +31,7 @@ export function handleAccessLogMessage(msg: unknown, sink: SpanSink, correlator:
       continue;
     }
     const requestId = parsed.data.request?.request_id ?? '';
-    sink.publish(spanFromAccessLog(parsed.data, requestId ? correlator.take(requestId) : undefined, opts.snapshot?.()));
+    sink.publish(spanFromAccessLog(parsed.data, requestId ? correlator.take(requestId) : undefined, opts.snapshot ?? (() => undefined)));
     n++;
   }
   return n;

@@ -4,7 +4,7 @@
  * so Envoy answers the caller with our JSON body instead of its generic 403.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { deny } from '../../core/decision/decide.ts';
+import { authzUnavailable, deny } from '../../core/decision/decide.ts';
 import type { Authorizer, Decision } from '../../core/decision/types.ts';
 import type { Logger } from 'pino';
 import type { DecisionMetrics } from '../../core/decision/metrics.ts';
@@ -25,10 +25,10 @@ export async function decideCheck(parsed: CheckRequestParse, deps: Authorization
   try {
     decision = parsed.ok
       ? await deps.authorizer.check(parsed.input)
-      : deny(400, 'bad_check_request', 'the gateway could not read the request', {});
+      : deny('bad_check_request', 'the gateway could not read the request', {});
   } catch (err) {
     deps.logger.error({ err: { name: (err as Error).name, message: (err as Error).message } }, 'authorizer failed');
-    decision = deny(503, 'authz_error', 'the gateway could not decide; try again shortly', {});
+    decision = authzUnavailable();
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   deps.metrics?.decisionSeconds.observe({ transport: 'grpc' }, seconds);
@@ -69,7 +69,7 @@ export function registerAuthorizationService(
       decideCheck(call.request, deps).then(
         (decision) => callback(null, decision),
         // decideCheck never rejects; this is for the impossible case only.
-        () => callback(null, deny(503, 'authz_error', 'the gateway could not decide', {})),
+        () => callback(null, authzUnavailable()),
       );
     },
   });

@@ -1,12 +1,14 @@
 /**
  * Envoy `CheckResponse` (as @grpc/proto-loader decodes it with voicegate's loader options) → the
  * edge's {@link Decision}, read the way Envoy reads it: `status.code == 0` allows and applies
- * `ok_response`; anything else denies with `denied_response` (default 403 when absent). External
- * input, so validated with zod and never trusted to be well-formed.
+ * `ok_response`; anything else denies with `denied_response`. External input, so validated with
+ * zod and never trusted to be well-formed: a denial outside voicegate's closed set of codes reads as
+ * `authz_unavailable`.
  */
 import { z } from 'zod';
-import { authzUnavailable } from '../../core/decision/decide.ts';
-import type { Decision, DecisionMetadata, DenyStatus } from '../../core/decision/types.ts';
+import { authzUnavailable, deny } from '../../core/decision/decide.ts';
+import { isDenyCode } from '../../core/decision/denials.ts';
+import { readDecisionMetadata, type Decision, type DecisionMetadata } from '../../core/decision/types.ts';
 import { HTTP_STATUS_NAMES } from './check-response.ts';
 import { fromStruct, type ProtoStruct } from './struct.ts';
 
@@ -33,22 +35,6 @@ const checkResponse = z.looseObject({
   dynamic_metadata: z.looseObject({ fields: z.record(z.string(), z.unknown()).nullish() }).nullish(),
 });
 
-const metadataSchema = z.object({
-  user: z.string().optional().catch(undefined),
-  teams: z.string().optional().catch(undefined),
-  provider: z.string().optional().catch(undefined),
-  model: z.string().optional().catch(undefined),
-  model_type: z.enum(['tts', 'stt']).optional().catch(undefined),
-  account: z.string().optional().catch(undefined),
-  route_kind: z.enum(['rest', 'sse', 'websocket']).optional().catch(undefined),
-  endpoint: z.string().optional().catch(undefined),
-  characters: z.number().optional().catch(undefined),
-  upstream_path: z.string().optional().catch(undefined),
-  config_version: z.number().optional().catch(undefined),
-});
-
-const DENY_STATUSES: ReadonlySet<number> = new Set([400, 401, 403, 404, 413, 429, 503]);
-
 /** `envoy.type.v3.StatusCode` name → HTTP status, for the names voicegate uses. */
 export const DEFAULT_STATUS_CODES: ReadonlyMap<string, number> = new Map(
   Object.entries(HTTP_STATUS_NAMES).map(([n, name]) => [name, Number(n)]),
@@ -64,11 +50,7 @@ function headerRecord(options: readonly z.infer<typeof headerValueOption>[]): Re
 }
 
 function metadataOf(struct: unknown): DecisionMetadata {
-  const plain = fromStruct(struct as ProtoStruct | null | undefined);
-  const parsed = metadataSchema.parse(plain);
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(parsed)) if (v !== undefined) out[k] = v;
-  return out as DecisionMetadata;
+  return readDecisionMetadata(fromStruct(struct as ProtoStruct | null | undefined));
 }
 
 /**
@@ -93,23 +75,24 @@ export function decodeCheckResponse(
       metadata,
     };
   }
+  // The edge speaks only to voicegate's own Check service, so a denial carries one of the codes
+  // clients may receive; anything else (Envoy's bare 403, a foreign body, a newer code) is a
+  // decision the edge cannot read, answered as the one "cannot decide" denial. The status comes
+  // from the code, never from the wire, so the two cannot disagree.
   const denied = r.denied_response;
-  const rawCode = denied?.status?.code;
-  const numeric = typeof rawCode === 'number' ? rawCode : rawCode !== undefined ? statusCodes.get(rawCode) : undefined;
-  // The Deny type carries only the statuses voicegate issues; anything else reads as Envoy's default 403.
-  const status = (numeric !== undefined && DENY_STATUSES.has(numeric) ? numeric : 403) as DenyStatus;
-  const headers = headerRecord(denied?.headers ?? []);
-  delete headers['content-type'];
-  let code = r.status?.message || 'denied';
-  let message = 'Access denied.';
-  if (denied && denied.body !== '') {
-    try {
-      const body = deniedBody.parse(JSON.parse(denied.body));
-      code = body.error.code;
-      message = body.error.message;
-    } catch {
-      message = denied.body;
-    }
+  if (!denied || denied.body === '') return authzUnavailable();
+  let body: z.infer<typeof deniedBody>;
+  try {
+    body = deniedBody.parse(JSON.parse(denied.body));
+  } catch {
+    return authzUnavailable();
   }
-  return { kind: 'deny', status, code, message, headers, metadata };
+  if (!isDenyCode(body.error.code)) return authzUnavailable();
+  const rawStatus = denied.status?.code;
+  const wireStatus = typeof rawStatus === 'number' ? rawStatus : rawStatus !== undefined ? statusCodes.get(rawStatus) : undefined;
+  const decoded = deny(body.error.code, body.error.message, metadata, {});
+  if (wireStatus !== decoded.status) return authzUnavailable();
+  const headers = headerRecord(denied.headers);
+  delete headers['content-type'];
+  return { ...decoded, headers };
 }

@@ -1,22 +1,37 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { composeObservers } from '../../core/exchange/compose-observers.ts';
-import type { ExchangeObserver, ExchangeStart } from '../../core/exchange/exchange-observer.ts';
+import type { ExchangeObserver, ExchangeObserverFactory } from '../../core/exchange/exchange-observer.ts';
+import type { Exchange } from '../../core/exchange/exchange.ts';
+import type { Decision, DecisionMetadata, RouteKind } from '../../core/decision/types.ts';
 import { createExchangeMetrics, statusClass } from './exchange-metrics.ts';
 
-function start(over: Partial<ExchangeStart> = {}): ExchangeStart {
-  return {
+interface Start {
+  routeKind?: RouteKind;
+  decision?: 'allow' | 'deny';
+  metadata?: DecisionMetadata;
+}
+
+/** Opens `observe` on an exchange built from `over` (the arguments the edge passes). */
+function open(observe: ExchangeObserverFactory, over: Start = {}): ExchangeObserver {
+  const exchange: Exchange = {
     requestId: 'r1',
     startedAtMs: Date.now(),
     startHr: process.hrtime.bigint(),
     method: 'POST',
-    path: '/smallest/waves/v1/lightning-v3.1/get_speech',
-    routeKind: 'rest',
+    pathWithQuery: '/smallest/waves/v1/lightning-v3.1/get_speech',
+    scheme: 'http',
     headers: {},
-    decision: 'allow',
-    metadata: { endpoint: 'tts.sync', model: 'lightning-v3.1', user: 'alice' },
-    ...over,
+    routeKind: over.routeKind ?? 'rest',
+    upgrade: false,
+    snapshot: undefined,
   };
+  const metadata = over.metadata ?? { endpoint: 'tts.sync', model: 'lightning-v3.1', user: 'alice' };
+  const decision: Decision =
+    over.decision === 'deny'
+      ? { kind: 'deny', status: 403, code: 'not_entitled', message: '', headers: {}, metadata }
+      : { kind: 'allow', headersToSet: [], headersToRemove: [], queryParametersToRemove: [], metadata };
+  return observe(exchange, decision);
 }
 
 async function value(registry: Registry, name: string, labels: Record<string, string>): Promise<number | undefined> {
@@ -31,12 +46,12 @@ describe('edge exchange metrics', () => {
   it('counts finished exchanges by decision and status class, tracks in-flight ones, never labels the user', async () => {
     const registry = new Registry();
     const observe = createExchangeMetrics(registry);
-    const a = observe(start());
-    const ws = observe(start({ routeKind: 'websocket', metadata: { endpoint: 'tts.ws', model: 'lightning-v3.1' } }));
+    const a = open(observe);
+    const ws = open(observe, { routeKind: 'websocket', metadata: { endpoint: 'tts.ws', model: 'lightning-v3.1' } });
     expect(await value(registry, 'voicegate_edge_active_exchanges', { route_kind: 'rest' })).toBe(1);
     a.responseStart(200, {});
     a.end({ status: 200 });
-    observe(start({ decision: 'deny', metadata: {} })).end({ status: 403 });
+    open(observe, { decision: 'deny', metadata: {} }).end({ status: 403 });
     ws.responseStart(101, {});
     ws.end({ status: 101, closeCode: 1000 });
 
@@ -63,7 +78,7 @@ describe('edge exchange metrics', () => {
     });
     const one = recorder('a');
     expect(composeObservers(one, undefined)).toBe(one);
-    const both = composeObservers(one, recorder('b'))!(start());
+    const both = open(composeObservers(one, recorder('b'))!);
     both.responseStart(200, {});
     both.end({ status: 200 });
     expect(seen).toEqual(['a:head', 'b:head', 'a:end', 'b:end']);

@@ -34,11 +34,11 @@ export function createExchangeMetrics(registry: Registry): ExchangeObserverFacto
     registers: [registry],
   });
 
-  return (start) => {
-    const kind = start.routeKind;
-    const endpoint = start.metadata.endpoint ?? 'none';
-    const model = start.metadata.model ?? 'none';
-    const seconds = () => Number(process.hrtime.bigint() - start.startHr) / 1e9;
+  return (exchange, decision) => {
+    const kind = exchange.routeKind;
+    const endpoint = decision.metadata.endpoint ?? 'none';
+    const model = decision.metadata.model ?? 'none';
+    const seconds = () => Number(process.hrtime.bigint() - exchange.startHr) / 1e9;
     active.inc({ route_kind: kind });
     return {
       requestChunk() {},
@@ -51,7 +51,7 @@ export function createExchangeMetrics(registry: Registry): ExchangeObserverFacto
       end(outcome) {
         active.dec({ route_kind: kind });
         duration.observe({ route_kind: kind, endpoint }, seconds());
-        requests.inc({ route_kind: kind, endpoint, model, decision: start.decision, status_class: statusClass(outcome.status) });
+        requests.inc({ route_kind: kind, endpoint, model, decision: decision.kind, status_class: statusClass(outcome.status) });
       },
     };
   };

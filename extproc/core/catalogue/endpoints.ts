@@ -9,6 +9,9 @@
 import type { ModelType } from '../config/snapshot.ts';
 import type { RouteKind } from '../decision/types.ts';
 
+/** What a span of an endpoint counts (see core/usage/README.md, Metering). */
+export type Meter = 'tts-characters' | 'stt-audio' | 'none';
+
 /** Where an endpoint's model name is found. */
 export type ModelSource = 'path' | 'body-or-query' | 'query' | 'none';
 
@@ -22,32 +25,76 @@ export interface EndpointSpec {
   /** Model type the endpoint serves; undefined for model-less endpoints (health). */
   readonly type?: ModelType;
   readonly model: ModelSource;
-  /** Whether the decision reads the JSON body (model, text length). */
+  /** Whether the decision reads the JSON body (model, text length); Envoy's route then sends it to Check. */
   readonly readsBody: boolean;
+  /** How usage is measured: TTS input characters, STT audio seconds, or not at all (health). */
+  readonly meter: Meter;
+  /**
+   * Envoy route `timeout`: from the end of the request body until the upstream response is
+   * complete. 0 on streams (SSE, WebSocket), which only an idle bound ends.
+   */
+  readonly routeTimeoutMs: number;
+  /** Envoy route `idle_timeout`; undefined where the connection manager's {@link STREAM_IDLE_TIMEOUT_MS} applies. */
+  readonly idleTimeoutMs?: number;
+}
+
+/** envoy.yaml's connection manager `stream_idle_timeout`, the idle bound of routes without their own. */
+export const STREAM_IDLE_TIMEOUT_MS = 300_000;
+
+/** REST routes: a finite bound (Envoy's 15 s default would cut a long synthesis or transcription). */
+const REST_ROUTE = { routeTimeoutMs: 120_000 } as const;
+/** SSE and WebSocket routes: `timeout: 0s` (no overall bound), `idle_timeout: 300s`. */
+const STREAM_ROUTE = { routeTimeoutMs: 0, idleTimeoutMs: 300_000 } as const;
+
+/** Route facts of provider paths no spec describes: envoy.yaml's catch-all routes. */
+export const PASSTHROUGH_ROUTE: Pick<EndpointSpec, 'routeTimeoutMs' | 'idleTimeoutMs'> = REST_ROUTE;
+
+/** One public path generation and where Envoy's prefix rewrite sends it. */
+export interface PathGeneration {
+  /** Provider-relative public prefix, e.g. `/api/v1/` (public path `/smallest/api/v1/…`). */
+  readonly publicPrefix: string;
+  /** What replaces it upstream, e.g. `/waves/v1/`. */
+  readonly upstreamPrefix: string;
 }
 
 export interface ProviderCatalogue {
-  /** Maps a provider path to the upstream's canonical path (before query). */
+  /** Maps a provider path to the upstream's canonical path (before query), by {@link generations}. */
   normalize(providerPath: string): string;
+  /** Every public path generation; each spec's pattern matches the rewritten path. */
+  readonly generations: readonly PathGeneration[];
   readonly endpoints: readonly EndpointSpec[];
 }
 
 const smallestEndpoints: readonly EndpointSpec[] = [
-  { id: 'tts.sync', method: 'POST', pattern: /^\/waves\/v1\/([^/]+)\/get_speech$/, kind: 'rest', type: 'tts', model: 'path', readsBody: true },
-  { id: 'tts.sse', method: 'POST', pattern: /^\/waves\/v1\/([^/]+)\/stream$/, kind: 'sse', type: 'tts', model: 'path', readsBody: true },
-  { id: 'tts.ws', method: 'GET', pattern: /^\/waves\/v1\/([^/]+)\/get_speech\/stream$/, kind: 'websocket', type: 'tts', model: 'path', readsBody: false },
-  { id: 'tts.unified.sync', method: 'POST', pattern: /^\/waves\/v1\/tts\/?$/, kind: 'rest', type: 'tts', model: 'body-or-query', readsBody: true },
-  { id: 'tts.unified.sse', method: 'POST', pattern: /^\/waves\/v1\/tts\/live$/, kind: 'sse', type: 'tts', model: 'body-or-query', readsBody: true },
-  { id: 'tts.unified.ws', method: 'GET', pattern: /^\/waves\/v1\/tts\/live$/, kind: 'websocket', type: 'tts', model: 'query', readsBody: false },
-  { id: 'stt.rest', method: 'POST', pattern: /^\/waves\/v1\/([^/]+)\/get_text$/, kind: 'rest', type: 'stt', model: 'path', readsBody: false },
-  { id: 'stt.ws', method: 'GET', pattern: /^\/waves\/v1\/([^/]+)\/get_text$/, kind: 'websocket', type: 'stt', model: 'path', readsBody: false },
-  { id: 'stt.unified.rest', method: 'POST', pattern: /^\/waves\/v1\/stt\/?$/, kind: 'rest', type: 'stt', model: 'query', readsBody: false },
-  { id: 'stt.unified.ws', method: 'GET', pattern: /^\/waves\/v1\/stt\/live\/?$/, kind: 'websocket', type: 'stt', model: 'query', readsBody: false },
-  { id: 'health', method: 'GET', pattern: /^\/waves\/v1\/health$/, kind: 'rest', model: 'none', readsBody: false },
+  { id: 'tts.sync', method: 'POST', pattern: /^\/waves\/v1\/([^/]+)\/get_speech$/, kind: 'rest', type: 'tts', model: 'path', readsBody: true, meter: 'tts-characters', ...REST_ROUTE },
+  { id: 'tts.sse', method: 'POST', pattern: /^\/waves\/v1\/([^/]+)\/stream$/, kind: 'sse', type: 'tts', model: 'path', readsBody: true, meter: 'tts-characters', ...STREAM_ROUTE },
+  { id: 'tts.ws', method: 'GET', pattern: /^\/waves\/v1\/([^/]+)\/get_speech\/stream$/, kind: 'websocket', type: 'tts', model: 'path', readsBody: false, meter: 'tts-characters', ...STREAM_ROUTE },
+  { id: 'tts.unified.sync', method: 'POST', pattern: /^\/waves\/v1\/tts\/?$/, kind: 'rest', type: 'tts', model: 'body-or-query', readsBody: true, meter: 'tts-characters', ...REST_ROUTE },
+  { id: 'tts.unified.sse', method: 'POST', pattern: /^\/waves\/v1\/tts\/live$/, kind: 'sse', type: 'tts', model: 'body-or-query', readsBody: true, meter: 'tts-characters', ...STREAM_ROUTE },
+  { id: 'tts.unified.ws', method: 'GET', pattern: /^\/waves\/v1\/tts\/live$/, kind: 'websocket', type: 'tts', model: 'query', readsBody: false, meter: 'tts-characters', ...STREAM_ROUTE },
+  { id: 'stt.rest', method: 'POST', pattern: /^\/waves\/v1\/([^/]+)\/get_text$/, kind: 'rest', type: 'stt', model: 'path', readsBody: false, meter: 'stt-audio', ...REST_ROUTE },
+  { id: 'stt.ws', method: 'GET', pattern: /^\/waves\/v1\/([^/]+)\/get_text$/, kind: 'websocket', type: 'stt', model: 'path', readsBody: false, meter: 'stt-audio', ...STREAM_ROUTE },
+  { id: 'stt.unified.rest', method: 'POST', pattern: /^\/waves\/v1\/stt\/?$/, kind: 'rest', type: 'stt', model: 'query', readsBody: false, meter: 'stt-audio', ...REST_ROUTE },
+  { id: 'stt.unified.ws', method: 'GET', pattern: /^\/waves\/v1\/stt\/live\/?$/, kind: 'websocket', type: 'stt', model: 'query', readsBody: false, meter: 'stt-audio', ...STREAM_ROUTE },
+  { id: 'health', method: 'GET', pattern: /^\/waves\/v1\/health$/, kind: 'rest', model: 'none', readsBody: false, meter: 'none', ...REST_ROUTE },
 ];
 
+/** G1 (`/api/v1/`, old host waves-api.smallest.ai) and G2/G3 (`/waves/v1/`) land on one host. */
+const smallestGenerations: readonly PathGeneration[] = [
+  { publicPrefix: '/api/v1/', upstreamPrefix: '/waves/v1/' },
+  { publicPrefix: '/waves/v1/', upstreamPrefix: '/waves/v1/' },
+];
+
+function rewriter(generations: readonly PathGeneration[]): (providerPath: string) => string {
+  return (p) => {
+    const g = generations.find((x) => p.startsWith(x.publicPrefix));
+    return g ? g.upstreamPrefix + p.slice(g.publicPrefix.length) : p;
+  };
+}
+
 const smallest: ProviderCatalogue = {
-  normalize: (p) => (p.startsWith('/api/v1/') ? `/waves/v1/${p.slice(8)}` : p),
+  normalize: rewriter(smallestGenerations),
+  generations: smallestGenerations,
   endpoints: smallestEndpoints,
 };
 
@@ -99,4 +146,28 @@ export function matchEndpoint(
     return { spec };
   }
   return undefined;
+}
+
+/** The bounds a proxied exchange runs under, resolved as Envoy resolves them for its route. */
+export interface RouteTimeouts {
+  /** From the end of the request body until the response is complete; 0 = none. */
+  readonly routeTimeoutMs: number;
+  /** Silence in both directions that ends the exchange; 0 = none. */
+  readonly idleTimeoutMs: number;
+}
+
+/**
+ * The timeouts of the route serving `method pathWithQuery`: its spec's, or the catch-all's for
+ * provider paths no spec describes, with the connection manager's idle bound where the route sets
+ * none.
+ *
+ * @example
+ * routeTimeouts('POST', '/smallest/waves/v1/lightning-v3.1/get_speech'); // { routeTimeoutMs: 120000, idleTimeoutMs: 300000 }
+ */
+export function routeTimeouts(method: string, pathWithQuery: string): RouteTimeouts {
+  const parsed = parsePublicPath(pathWithQuery);
+  const catalogue = parsed ? CATALOGUES.get(parsed.provider) : undefined;
+  const spec = parsed && catalogue ? matchEndpoint(catalogue, method.toUpperCase(), parsed.upstreamPath)?.spec : undefined;
+  const facts = spec ?? PASSTHROUGH_ROUTE;
+  return { routeTimeoutMs: facts.routeTimeoutMs, idleTimeoutMs: facts.idleTimeoutMs ?? STREAM_IDLE_TIMEOUT_MS };
 }

@@ -12,14 +12,12 @@ export interface AuthorizerOptions extends VerifierOptions {}
 
 export function createAuthorizer(source: SnapshotSource, opts: AuthorizerOptions = {}): Authorizer {
   // One verifier per snapshot: a new snapshot may trust other issuers, so its cache starts empty.
-  let verifierFor: Snapshot | undefined;
-  let verifier: IdentityVerifier | undefined;
+  // Weakly held, so a request still deciding with the previous snapshot keeps its warm cache.
+  const verifiers = new WeakMap<Snapshot, IdentityVerifier>();
   const verifierOf = (s: Snapshot): IdentityVerifier => {
-    if (verifierFor !== s || !verifier) {
-      verifier = new IdentityVerifier(s.issuers, opts);
-      verifierFor = s;
-    }
-    return verifier;
+    let v = verifiers.get(s);
+    if (!v) verifiers.set(s, (v = new IdentityVerifier(s.issuers, opts)));
+    return v;
   };
   // Build eagerly so remote JWKS are fetched at start, not on the first request.
   const initial = source.current();
@@ -27,8 +25,8 @@ export function createAuthorizer(source: SnapshotSource, opts: AuthorizerOptions
   source.onSwap((s) => verifierOf(s));
 
   return {
-    async check(input: CheckInput): Promise<Decision> {
-      const snapshot = source.current();
+    async check(input: CheckInput, given?: Snapshot): Promise<Decision> {
+      const snapshot = given ?? source.current();
       if (!snapshot) return decide(input, undefined, { ok: false, code: 'missing_token', message: '' });
       const lookup = findToken(input.headers, input.path);
       let identity: IdentityResult;

@@ -6,11 +6,17 @@
 import type { Snapshot } from '../config/snapshot.ts';
 import { CATALOGUES, matchEndpoint, parsePublicPath, type EndpointSpec } from '../catalogue/endpoints.ts';
 import type { IdentityResult } from '../identity/identity.ts';
-import type { CheckInput, Decision, DecisionMetadata, Deny, DenyStatus } from './types.ts';
+import type { CheckInput, Decision, DecisionMetadata, Deny } from './types.ts';
+import { CANNOT_DECIDE, CANNOT_DECIDE_MESSAGE, statusOf, type DenyCode } from './denials.ts';
 import { readTtsBody } from './tts-body.ts';
+import { removeQueryParams } from './query.ts';
 
-/** Caller headers that can carry a credential; removed on every allowed request. */
-export const CREDENTIAL_HEADERS: readonly string[] = ['x-api-key', 'cookie', 'proxy-authorization'];
+/**
+ * Caller headers that can carry a credential; none may reach the provider. An allow removes them
+ * all but `authorization`, which it overwrites with the provider key (Envoy removes after it sets).
+ */
+export const CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'x-api-key', 'cookie', 'proxy-authorization'];
+const REMOVED_WHEN_KEY_SET: readonly string[] = CREDENTIAL_HEADERS.filter((h) => h !== 'authorization');
 
 /** Set by Envoy (`allow_partial_message`) and the edge on Check when the body was cut at the limit. */
 export const PARTIAL_BODY_HEADER = 'x-envoy-auth-partial-body';
@@ -20,11 +26,11 @@ export const TOKEN_QUERY_PARAMETER = 'token';
 
 export function decide(input: CheckInput, snapshot: Snapshot | undefined, identity: IdentityResult): Decision {
   if (!snapshot) {
-    return deny(503, 'no_configuration', 'the gateway has no configuration loaded yet; try again shortly', {});
+    return authzUnavailable();
   }
   if (!identity.ok) {
-    if (identity.code === 'jwks_unavailable') return deny(503, identity.code, identity.message, {});
-    return deny(401, identity.code, identity.message, {}, {
+    if (identity.code === 'jwks_unavailable') return deny(identity.code, identity.message, {});
+    return deny(identity.code, identity.message, {}, {
       'www-authenticate':
         identity.code === 'missing_token'
           ? 'Bearer realm="voicegate"'
@@ -42,14 +48,14 @@ export function decide(input: CheckInput, snapshot: Snapshot | undefined, identi
   const catalogue = parsed && CATALOGUES.get(parsed.provider);
   if (!parsed || !catalogue || !snapshot.providers.has(parsed.provider)) {
     const name = parsed?.provider ?? '';
-    return deny(404, 'unknown_provider', `no provider "${clip(name)}"; paths start with /{provider}/, e.g. /smallest/waves/v1/…`, meta);
+    return deny('unknown_provider', `no provider "${clip(name)}"; paths start with /{provider}/, e.g. /smallest/waves/v1/…`, meta);
   }
   meta.provider = parsed.provider;
 
   const method = input.method.toUpperCase();
   const matched = matchEndpoint(catalogue, method, parsed.upstreamPath);
   if (!matched) {
-    return deny(404, 'unknown_endpoint', `no ${parsed.provider} endpoint for ${method} ${clip(parsed.upstreamPath)}`, meta);
+    return deny('unknown_endpoint', `no ${parsed.provider} endpoint for ${method} ${clip(parsed.upstreamPath)}`, meta);
   }
   const { spec } = matched;
   meta.endpoint = spec.id;
@@ -61,10 +67,11 @@ export function decide(input: CheckInput, snapshot: Snapshot | undefined, identi
   if (body && !body.json && spec.model === 'body-or-query' && input.headers[PARTIAL_BODY_HEADER] === 'true') {
     // A cut body hides its `model`: deciding on the query or default model instead would let the
     // provider serve whatever model the whole body names, on an account chosen for another one.
-    return deny(413, 'body_too_large', 'the request body is larger than the gateway inspects, so its "model" cannot be checked; send shorter text per request', meta);
+    return deny('body_too_large', 'the request body is larger than the gateway inspects, so its "model" cannot be checked; send shorter text per request', meta);
   }
 
-  const upstreamPath = withoutToken(parsed.upstreamPath, parsed.query, query);
+  // The one place the `token` parameter is stripped: the plan and the observer use this path.
+  const upstreamPath = removeQueryParams(parsed.query ? `${parsed.upstreamPath}?${parsed.query}` : parsed.upstreamPath, [TOKEN_QUERY_PARAMETER]);
   meta.upstream_path = upstreamPath;
 
   if (spec.model === 'none') {
@@ -73,26 +80,25 @@ export function decide(input: CheckInput, snapshot: Snapshot | undefined, identi
 
   const requested = modelName(spec, matched.pathModel, body?.model, query, snapshot, parsed.provider);
   if (requested === undefined) {
-    return deny(400, 'model_required', `name a model with the "model" ${spec.model === 'query' ? 'query parameter' : 'body field or query parameter'}`, meta);
+    return deny('model_required', `name a model with the "model" ${spec.model === 'query' ? 'query parameter' : 'body field or query parameter'}`, meta);
   }
   const model = snapshot.models.get(parsed.provider)?.get(requested);
   if (!model) {
-    return deny(404, 'unknown_model', `model "${clip(requested)}" is not available through this gateway; ${listModels(snapshot, parsed.provider, spec)}`, meta);
+    return deny('unknown_model', `model "${clip(requested)}" is not available through this gateway; ${listModels(snapshot, parsed.provider, spec)}`, meta);
   }
   meta.model = model.name;
   meta.model_type = model.type;
   if (spec.type && model.type !== spec.type) {
-    return deny(400, 'model_type_mismatch', `model "${model.name}" is a ${model.type} model; ${spec.id} needs a ${spec.type} model`, meta);
+    return deny('model_type_mismatch', `model "${model.name}" is a ${model.type} model; ${spec.id} needs a ${spec.type} model`, meta);
   }
   const account = snapshot.accounts.get(model.account);
   if (!account) {
-    return deny(503, 'no_account', `model "${model.name}" has no provider account configured`, meta);
+    return deny('no_account', `model "${model.name}" has no provider account configured`, meta);
   }
   meta.account = account.name;
   const entitled = account.users.has(who.user) || who.teams.some((t) => account.teams.has(t));
   if (!entitled) {
     return deny(
-      403,
       'not_entitled',
       `user "${clip(who.user)}" may not use model "${model.name}"; ask an administrator to add you or one of your teams as a collaborator of account "${account.name}"`,
       meta,
@@ -109,7 +115,7 @@ function allowWith(query: URLSearchParams, set: { key: string; value: string }[]
     headersToSet: set,
     // Model-less endpoints (health) get no provider key, so the caller's own authorization is
     // removed instead of overwritten: nothing the caller sends may reach the provider as a credential.
-    headersToRemove: set.length === 0 ? ['authorization', ...CREDENTIAL_HEADERS] : CREDENTIAL_HEADERS,
+    headersToRemove: set.length === 0 ? CREDENTIAL_HEADERS : REMOVED_WHEN_KEY_SET,
     queryParametersToRemove: hasToken ? [TOKEN_QUERY_PARAMETER] : [],
     metadata: meta,
   };
@@ -130,26 +136,6 @@ function modelName(
   return spec.type ? snapshot.defaultModels.get(provider)?.[spec.type] : undefined;
 }
 
-function withoutToken(path: string, rawQuery: string, query: URLSearchParams): string {
-  if (rawQuery === '') return path;
-  if (!query.has(TOKEN_QUERY_PARAMETER)) return `${path}?${rawQuery}`;
-  // Keep every other parameter byte-for-byte as the caller wrote it.
-  const kept = rawQuery
-    .split('&')
-    .filter((pair) => {
-      const k = pair.split('=', 1)[0] ?? '';
-      let name = k;
-      try {
-        name = decodeURIComponent(k.replace(/\+/g, ' '));
-      } catch {
-        /* keep undecodable names as written */
-      }
-      return name !== TOKEN_QUERY_PARAMETER;
-    })
-    .join('&');
-  return kept ? `${path}?${kept}` : path;
-}
-
 function listModels(snapshot: Snapshot, provider: string, spec: EndpointSpec): string {
   const names = new Set<string>();
   for (const m of snapshot.models.get(provider)?.values() ?? []) {
@@ -162,24 +148,21 @@ function clip(s: string): string {
   return s.length > 80 ? `${s.slice(0, 80)}…` : s;
 }
 
+/** A denial whose status is the code's, from {@link DENIALS}: there is no status to get wrong. */
 export function deny(
-  status: DenyStatus,
-  code: string,
+  code: DenyCode,
   message: string,
   metadata: DecisionMetadata,
   headers: Record<string, string> = {},
 ): Deny {
-  return { kind: 'deny', status, code, message, headers, metadata };
+  return { kind: 'deny', status: statusOf(code), code, message, headers, metadata };
 }
 
-/** The failure Envoy produces with `status_on_error: 503` when the decision cannot be had. */
+/**
+ * The one "cannot decide" denial (no configuration, authorizer failure, decision service
+ * unreachable or unreadable): the same code, status and message wherever it arises, as Envoy's
+ * `status_on_error: 503` is one answer for every ext_authz failure.
+ */
 export function authzUnavailable(): Deny {
-  return {
-    kind: 'deny',
-    status: 503,
-    code: 'authz_unavailable',
-    message: 'The authorization service is unavailable; try again shortly.',
-    headers: {},
-    metadata: {},
-  };
+  return deny(CANNOT_DECIDE, CANNOT_DECIDE_MESSAGE, {});
 }

@@ -4,6 +4,12 @@
  * embedded edge (in process).
  */
 
+import type { Snapshot } from '../config/snapshot.ts';
+
+import type { DenyCode, DenyStatus } from './denials.ts';
+
+export type { DenyCode, DenyStatus };
+
 export type RouteKind = 'rest' | 'sse' | 'websocket';
 
 /** What Envoy sends in `attributes.request.http`. */
@@ -23,25 +29,48 @@ export interface CheckInput {
 /**
  * Dynamic metadata attached to an allowed (or identified-then-denied) request. Lands in Envoy's
  * `envoy.filters.http.ext_authz` namespace; access logs, ext_proc and the edge read it back.
- * Values are strings or numbers only, so they map 1:1 onto a `google.protobuf.Struct`.
+ * Values are strings or numbers only, so they map 1:1 onto a `google.protobuf.Struct`. This one
+ * list is the type, the CheckResponse decoder's validation and the access-log reader.
+ *
+ * user; teams (comma-separated, sorted); provider; model; model_type; account; route_kind;
+ * endpoint (the spec that matched, e.g. `tts.sync`); characters (of the TTS `text`, when the body
+ * was seen); upstream_path (what the upstream sees: no provider prefix, no `token`);
+ * config_version (the snapshot the decision used).
  */
-export interface DecisionMetadata {
-  readonly user?: string;
-  /** Comma-separated team names, sorted. */
-  readonly teams?: string;
-  readonly provider?: string;
-  readonly model?: string;
-  readonly model_type?: 'tts' | 'stt';
-  readonly account?: string;
-  readonly route_kind?: RouteKind;
-  /** The endpoint spec that matched, e.g. `tts.sync`, `stt.ws`. */
-  readonly endpoint?: string;
-  /** Characters of the TTS `text` when the body was seen. */
-  readonly characters?: number;
-  /** The path the upstream will see, without the gateway's provider prefix and without `token`. */
-  readonly upstream_path?: string;
-  /** Snapshot version the decision used. */
-  readonly config_version?: number;
+export const DECISION_METADATA_FIELDS = {
+  user: 'string',
+  teams: 'string',
+  provider: 'string',
+  model: 'string',
+  model_type: ['tts', 'stt'],
+  account: 'string',
+  route_kind: ['rest', 'sse', 'websocket'],
+  endpoint: 'string',
+  characters: 'count',
+  upstream_path: 'string',
+  config_version: 'count',
+} as const satisfies Record<string, 'string' | 'count' | readonly string[]>;
+
+type FieldValue<K> = K extends 'string' ? string : K extends 'count' ? number : K extends readonly (infer U)[] ? U : never;
+
+export type DecisionMetadata = {
+  readonly [K in keyof typeof DECISION_METADATA_FIELDS]?: FieldValue<(typeof DECISION_METADATA_FIELDS)[K]>;
+};
+
+/**
+ * Reads DecisionMetadata from external plain values (a decoded Struct): unknown keys and values of
+ * the wrong kind are dropped; counts may arrive as digit strings (Struct writers differ).
+ */
+export function readDecisionMetadata(plain: Readonly<Record<string, unknown>>): DecisionMetadata {
+  const out: Record<string, string | number> = {};
+  for (const [name, kind] of Object.entries(DECISION_METADATA_FIELDS)) {
+    const v = plain[name];
+    if (kind === 'count') {
+      const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+      if (typeof n === 'number' && Number.isFinite(n) && n >= 0) out[name] = n;
+    } else if (typeof v === 'string' && (kind === 'string' || (kind as readonly string[]).includes(v))) out[name] = v;
+  }
+  return out as DecisionMetadata;
 }
 
 export interface HeaderToSet {
@@ -59,13 +88,12 @@ export interface Allow {
   readonly metadata: DecisionMetadata;
 }
 
-export type DenyStatus = 400 | 401 | 403 | 404 | 413 | 429 | 503;
-
 export interface Deny {
   readonly kind: 'deny';
+  /** Always `DENIALS[code].status`; build denials with `deny()` so the two cannot disagree. */
   readonly status: DenyStatus;
-  /** Stable snake_case reason, for clients, logs and metrics. */
-  readonly code: string;
+  /** Stable snake_case reason, for clients, logs and metrics (one of {@link DENIALS}). */
+  readonly code: DenyCode;
   /** What the caller should fix. Never contains a credential. */
   readonly message: string;
   /** Extra response headers (e.g. `www-authenticate`). `content-type` is always JSON. */
@@ -81,7 +109,12 @@ export function denialBody(d: Deny): string {
   return JSON.stringify({ error: { code: d.code, message: d.message } });
 }
 
-/** The in-memory entry point to authorization: Envoy's gRPC adapter and the edge both call it. */
+/**
+ * The in-memory entry point to authorization: Envoy's gRPC adapter and the edge both call it.
+ * `snapshot` is the one the transport captured at arrival, so the decision, the upstream plan and
+ * the metering of a request agree; an in-process authorizer decides with it (the current one when
+ * absent), a remote one ignores it (the remote side decides with its own).
+ */
 export interface Authorizer {
-  check(input: CheckInput): Promise<Decision>;
+  check(input: CheckInput, snapshot?: Snapshot): Promise<Decision>;
 }

@@ -7,6 +7,8 @@
 import type { CheckInput, RouteKind } from '../decision/types.ts';
 import { PARTIAL_BODY_HEADER } from '../decision/decide.ts';
 import { CATALOGUES, matchEndpoint, parsePublicPath } from '../catalogue/endpoints.ts';
+import type { Exchange } from './exchange.ts';
+import { flattenHeaders } from './headers.ts';
 
 /** What the edge needs to know about a route before deciding. */
 export interface RouteTraits {
@@ -28,38 +30,33 @@ export function routeTraits(method: string, pathWithQuery: string, upgrade: bool
   return { sendsBody: method === 'POST' && match.spec.readsBody, kind: match.spec.kind };
 }
 
-export interface CheckInputParts {
-  readonly method: string;
-  readonly pathWithQuery: string;
-  /** Lower-case caller headers, multi-values already joined. */
-  readonly headers: Readonly<Record<string, string>>;
-  readonly requestId: string;
-  readonly scheme: 'http' | 'https';
-  readonly body?: Uint8Array;
+/** Body bytes the decision reads (TTS JSON routes), as Envoy's `with_request_body` sends them. */
+export interface DecisionBody {
+  readonly bytes: Uint8Array;
   /** The body was cut at the decision limit (Envoy's `allow_partial_message`). */
-  readonly partialBody?: boolean;
+  readonly partial: boolean;
 }
 
 /** Envoy marks a truncated body with this header on the check request (the decision reads it). */
 export { PARTIAL_BODY_HEADER };
 
-/** Pure mapping from the received request to the decision's input. */
-export function buildCheckInput(p: CheckInputParts): CheckInput {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(p.headers)) if (name !== 'host') headers[name] = value;
-  const host = p.headers.host;
-  headers[':method'] = p.method;
-  headers[':path'] = p.pathWithQuery;
-  headers[':scheme'] = p.scheme;
+/** Pure mapping from the received exchange to the decision's input. */
+export function buildCheckInput(x: Exchange, body?: DecisionBody): CheckInput {
+  const headers = flattenHeaders(x.headers);
+  const host = headers.host;
+  delete headers.host;
+  headers[':method'] = x.method;
+  headers[':path'] = x.pathWithQuery;
+  headers[':scheme'] = x.scheme;
   if (host !== undefined) headers[':authority'] = host;
-  headers['x-request-id'] = p.requestId;
-  if (p.body !== undefined) headers[PARTIAL_BODY_HEADER] = p.partialBody ? 'true' : 'false';
+  headers['x-request-id'] = x.requestId;
+  if (body !== undefined) headers[PARTIAL_BODY_HEADER] = body.partial ? 'true' : 'false';
   return {
-    method: p.method,
-    path: p.pathWithQuery,
+    method: x.method,
+    path: x.pathWithQuery,
     ...(host !== undefined ? { host } : {}),
     headers,
-    requestId: p.requestId,
-    ...(p.body !== undefined ? { body: p.body } : {}),
+    requestId: x.requestId,
+    ...(body !== undefined ? { body: body.bytes } : {}),
   };
 }

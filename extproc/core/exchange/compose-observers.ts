@@ -7,8 +7,8 @@ import type { ExchangeObserver, ExchangeObserverFactory } from './exchange-obser
 export function composeObservers(...factories: ReadonlyArray<ExchangeObserverFactory | undefined>): ExchangeObserverFactory | undefined {
   const present = factories.filter((f): f is ExchangeObserverFactory => f !== undefined);
   if (present.length <= 1) return present[0];
-  return (start) => {
-    const all: ExchangeObserver[] = present.map((f) => f(start));
+  return (exchange, decision) => {
+    const all: ExchangeObserver[] = present.map((f) => f(exchange, decision));
     return {
       requestChunk: (c) => all.forEach((o) => o.requestChunk(c)),
       responseStart: (s, h) => all.forEach((o) => o.responseStart(s, h)),

@@ -3,27 +3,8 @@
  * session) while it proxies it. Usage metering implements this; the edge never computes spans
  * itself. Every method must be cheap and must never throw into the data path.
  */
-import type { DecisionMetadata, RouteKind } from '../decision/types.ts';
-
-export interface ExchangeStart {
-  /** The gateway's request id (`x-request-id` as sent upstream). */
-  readonly requestId: string;
-  /** Wall clock at arrival, ms since epoch. */
-  readonly startedAtMs: number;
-  /** `process.hrtime.bigint()` at arrival, for durations. */
-  readonly startHr: bigint;
-  readonly method: string;
-  /** Public path as received, with the `token` query parameter already removed. */
-  readonly path: string;
-  readonly routeKind: RouteKind;
-  /** Caller headers with every credential-bearing header removed (authorization, cookie, …). */
-  readonly headers: Readonly<Record<string, string>>;
-  readonly decision: 'allow' | 'deny';
-  /** Decision metadata (complete on allow; whatever was known on deny). */
-  readonly metadata: DecisionMetadata;
-  /** Request body as buffered for the decision (TTS JSON routes), when it was. */
-  readonly requestBody?: Uint8Array;
-}
+import type { Decision } from '../decision/types.ts';
+import type { Exchange } from './exchange.ts';
 
 export interface ExchangeEnd {
   /** HTTP status sent to the client; 101 for WebSockets that opened. */
@@ -49,7 +30,11 @@ export interface ExchangeObserver {
   end(outcome: ExchangeEnd): void;
 }
 
-export type ExchangeObserverFactory = (start: ExchangeStart) => ExchangeObserver;
+/**
+ * Opens the observer of one exchange once it is decided. The exchange carries the snapshot it
+ * arrived with (prices, upstream host); an observer reads only the fields it needs from it.
+ */
+export type ExchangeObserverFactory = (exchange: Exchange, decision: Decision) => ExchangeObserver;
 
 /** Observer that records nothing: the default when usage is off. */
 export const NOOP_OBSERVER: ExchangeObserver = Object.freeze({

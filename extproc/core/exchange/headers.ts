@@ -3,7 +3,7 @@
  * §7.6.1 connection-specific fields) and what counts as a caller credential.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { CREDENTIAL_HEADERS as DECISION_REMOVES } from '../decision/decide.ts';
+import { CREDENTIAL_HEADERS as CREDENTIALS } from '../decision/decide.ts';
 
 /** Connection-specific fields (RFC 9110 §7.6.1) plus the legacy ones RFC 2616 §13.5.1 listed. */
 const HOP_BY_HOP = new Set([
@@ -16,11 +16,8 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-/**
- * Headers through which a caller can present a credential; none of them may reach the upstream.
- * The decision's removal list plus `authorization`, which an allow overwrites with the provider key.
- */
-export const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(['authorization', ...DECISION_REMOVES]);
+/** The decision's list of headers through which a caller can present a credential. */
+export const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(CREDENTIALS);
 
 /** The opening-handshake fields `ws` writes itself (RFC 6455 §4.1); forwarding ours would double them. */
 const WEBSOCKET_HANDSHAKE = new Set([
@@ -54,19 +51,12 @@ export function isWebSocketHandshakeHeader(name: string): boolean {
 }
 
 /** Joins multi-valued fields the way Envoy presents them to ext_authz (`, `; cookies with `; `). */
-export function flattenHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+export function flattenHeaders(headers: IncomingHttpHeaders | Readonly<Record<string, readonly string[] | undefined>>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
     out[name] = Array.isArray(value) ? value.join(name === 'cookie' ? '; ' : ', ') : value;
   }
-  return out;
-}
-
-/** Caller headers with every credential removed: what observers and logs may see. */
-export function withoutCredentials(headers: Readonly<Record<string, string>>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) if (!CREDENTIAL_HEADERS.has(name)) out[name] = value;
   return out;
 }
 

@@ -3,6 +3,7 @@
  * stable snake_case code, and its own health routes. Pure values; transports write them.
  */
 import { denialBody, type Deny } from '../decision/types.ts';
+import { CANNOT_DECIDE, statusOf, type GatewayErrorCode } from '../decision/denials.ts';
 
 export interface LocalResponse {
   readonly status: number;
@@ -13,18 +14,7 @@ export interface LocalResponse {
 
 const JSON_TYPE = 'application/json';
 
-/** Errors the gateway itself raises while proxying; the only ones a client sees besides denials. */
-export type GatewayErrorCode =
-  | 'upstream_unreachable'
-  | 'upstream_timeout'
-  | 'no_route'
-  | 'no_snapshot'
-  | 'upgrade_not_allowed'
-  | 'bad_upgrade'
-  | 'internal_error'
-  | 'client_aborted'
-  | 'upstream_reset'
-  | 'stream_idle_timeout';
+export type { GatewayErrorCode };
 
 /** A denial exactly as Envoy writes `denied_response`: its status, its headers, a JSON body. */
 export function denyResponse(d: Deny): LocalResponse {
@@ -34,9 +24,9 @@ export function denyResponse(d: Deny): LocalResponse {
   return { status: d.status, headers, body: denialBody(d) };
 }
 
-/** `{"error":{"code","message"}}`, the same shape as a denial. */
-export function gatewayError(status: number, code: GatewayErrorCode, message: string): LocalResponse {
-  return { status, headers: { 'content-type': JSON_TYPE }, body: JSON.stringify({ error: { code, message } }) };
+/** `{"error":{"code","message"}}`, the same shape as a denial; the status is the code's. */
+export function gatewayError(code: GatewayErrorCode, message: string): LocalResponse {
+  return { status: statusOf(code), headers: { 'content-type': JSON_TYPE }, body: JSON.stringify({ error: { code, message } }) };
 }
 
 /** Liveness: the process answers. Never authorized, never proxied. */
@@ -48,5 +38,5 @@ export function healthResponse(): LocalResponse {
 export function readinessResponse(ready: boolean): LocalResponse {
   return ready
     ? { status: 200, headers: { 'content-type': JSON_TYPE }, body: '{"status":"ready"}' }
-    : { status: 503, headers: { 'content-type': JSON_TYPE }, body: '{"status":"not_ready","reason":"no_snapshot"}' };
+    : { status: 503, headers: { 'content-type': JSON_TYPE }, body: JSON.stringify({ status: 'not_ready', reason: CANNOT_DECIDE }) };
 }

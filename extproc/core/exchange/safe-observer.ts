@@ -8,8 +8,9 @@ import {
   type ExchangeEnd,
   type ExchangeObserver,
   type ExchangeObserverFactory,
-  type ExchangeStart,
 } from './exchange-observer.ts';
+import type { Decision } from '../decision/types.ts';
+import type { Exchange } from './exchange.ts';
 
 /** An observer whose `ended` flag lets transports skip work once the exchange is over. */
 export interface GuardedObserver extends ExchangeObserver {
@@ -19,15 +20,16 @@ export interface GuardedObserver extends ExchangeObserver {
 /** Creates the exchange's observer; a throwing factory or method is logged and ignored. */
 export function openObserver(
   factory: ExchangeObserverFactory | undefined,
-  start: ExchangeStart,
+  exchange: Exchange,
+  decision: Decision,
   logger: Logger,
 ): GuardedObserver {
   let inner: ExchangeObserver = NOOP_OBSERVER;
   if (factory) {
     try {
-      inner = factory(start);
+      inner = factory(exchange, decision);
     } catch (err) {
-      logger.warn({ err, requestId: start.requestId }, 'exchange observer factory threw');
+      logger.warn({ err, requestId: exchange.requestId }, 'exchange observer factory threw');
     }
   }
   let ended = false;
@@ -37,7 +39,7 @@ export function openObserver(
       try {
         fn(...args);
       } catch (err) {
-        logger.warn({ err, requestId: start.requestId, method: name }, 'exchange observer threw');
+        logger.warn({ err, requestId: exchange.requestId, method: name }, 'exchange observer threw');
       }
     };
   return {
@@ -57,7 +59,7 @@ export function openObserver(
       try {
         inner.end(outcome);
       } catch (err) {
-        logger.warn({ err, requestId: start.requestId, method: 'end' }, 'exchange observer threw');
+        logger.warn({ err, requestId: exchange.requestId, method: 'end' }, 'exchange observer threw');
       }
     },
   };

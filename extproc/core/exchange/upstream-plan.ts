@@ -4,11 +4,10 @@
  * `auto_host_rewrite`. Pure: no sockets here.
  */
 import type { Allow } from '../decision/types.ts';
-import type { Snapshot } from '../config/snapshot.ts';
-import { TOKEN_QUERY_PARAMETER } from '../decision/decide.ts';
 import { parsePublicPath } from '../catalogue/endpoints.ts';
+import { removeQueryParams } from '../decision/query.ts';
+import type { Exchange } from './exchange.ts';
 import { CREDENTIAL_HEADERS, hopByHopFilter, isWebSocketHandshakeHeader } from './headers.ts';
-import { removeQueryParams } from './query.ts';
 
 /** Header values for the upstream request; arrays become repeated fields. */
 export type OutgoingHeaderMap = Record<string, string | string[]>;
@@ -24,48 +23,37 @@ export interface PlanFailure {
   readonly message: string;
 }
 
-export interface PlanInput {
-  readonly snapshot: Snapshot;
-  readonly decision: Allow;
-  readonly pathWithQuery: string;
-  /** Caller headers as `headersDistinct` gives them (lower-case, every value kept). */
-  readonly callerHeaders: Readonly<Record<string, readonly string[] | undefined>>;
-  readonly requestId: string;
-  /** Upgrade requests: the WebSocket client writes its own handshake fields. */
-  readonly websocket: boolean;
-}
-
 /**
- * Computes the upstream URL and headers. The decision's `upstream_path` wins; without it the path
- * is derived the way envoy.yaml's prefix rewrite does (drop `/{provider}`, `/api/v1/` → `/waves/v1/`).
+ * Computes the upstream URL and headers from the exchange's own snapshot. The decision's
+ * `upstream_path` (prefix rewritten, `token` already stripped by the decision) wins; without it
+ * (a remote authorizer that sends none) the path is derived the way envoy.yaml does it: the
+ * decision's `queryParametersToRemove` applied, `/{provider}` dropped, `/api/v1/` → `/waves/v1/`.
  */
-export function planUpstream(p: PlanInput): UpstreamPlan | PlanFailure {
-  const parsed = parsePublicPath(p.pathWithQuery);
-  const providerName = p.decision.metadata.provider ?? parsed?.provider;
-  const provider = providerName === undefined ? undefined : p.snapshot.providers.get(providerName);
+export function planUpstream(x: Exchange, decision: Allow): UpstreamPlan | PlanFailure {
+  const parsed = parsePublicPath(removeQueryParams(x.pathWithQuery, decision.queryParametersToRemove));
+  const providerName = decision.metadata.provider ?? parsed?.provider;
+  const provider = providerName === undefined ? undefined : x.snapshot?.providers.get(providerName);
   if (!provider) return { kind: 'no-route', message: 'No provider serves this path.' };
   const derived = parsed ? `${parsed.upstreamPath}${parsed.query ? `?${parsed.query}` : ''}` : undefined;
-  const upstreamPath = p.decision.metadata.upstream_path ?? derived;
+  const upstreamPath = decision.metadata.upstream_path ?? derived;
   if (upstreamPath === undefined || !upstreamPath.startsWith('/')) {
     return { kind: 'no-route', message: 'No provider serves this path.' };
   }
-  // The browser query credential is stripped even if a decision forgot to list it.
-  const cleaned = removeQueryParams(upstreamPath, [...p.decision.queryParametersToRemove, TOKEN_QUERY_PARAMETER]);
-  const url = new URL(provider.upstream.replace(/\/+$/, '') + cleaned);
+  const url = new URL(provider.upstream.replace(/\/+$/, '') + upstreamPath);
 
-  const hop = hopByHopFilter(p.callerHeaders.connection);
+  const hop = hopByHopFilter(x.headers.connection);
   const headers: OutgoingHeaderMap = {};
-  for (const [name, values] of Object.entries(p.callerHeaders)) {
+  for (const [name, values] of Object.entries(x.headers)) {
     // Defence in depth: a caller credential is dropped before the decision's sets, so only the
     // injected one can reach the provider even if a decision omitted a removal.
     if (values === undefined || values.length === 0) continue;
     if (hop(name) || CREDENTIAL_HEADERS.has(name) || name === 'host' || name === 'expect') continue;
-    if (p.websocket && isWebSocketHandshakeHeader(name)) continue;
+    if (x.upgrade && isWebSocketHandshakeHeader(name)) continue;
     headers[name] = values.length === 1 ? (values[0] as string) : [...values];
   }
-  for (const { key, value } of p.decision.headersToSet) headers[key.toLowerCase()] = value;
-  for (const name of p.decision.headersToRemove) delete headers[name.toLowerCase()];
-  headers['x-request-id'] = p.requestId;
+  for (const { key, value } of decision.headersToSet) headers[key.toLowerCase()] = value;
+  for (const name of decision.headersToRemove) delete headers[name.toLowerCase()];
+  headers['x-request-id'] = x.requestId;
   headers.host = url.host;
   return { kind: 'upstream', url, headers };
 }

@@ -28,15 +28,6 @@ export function parseJsonObject(bytes: Uint8Array | string): Record<string, unkn
 }
 
 /**
- * Characters of a TTS request body's `text` (REST and SSE); undefined when the body is not JSON
- * with a string `text`.
- */
-export function ttsCharactersFromBody(body: Uint8Array | string): number | undefined {
-  const text = parseJsonObject(body)?.text;
-  return typeof text === 'string' ? countCodePoints(text) : undefined;
-}
-
-/**
  * Characters of one client WebSocket TTS message. Whitespace-only texts count 0: Pipecat sends
  * `{"text":" "}` every 30 s as a keepalive, and `{"text":"","flush":true}` ends a stream — neither
  * is speech the caller asked for. Non-JSON or text-less messages count 0.

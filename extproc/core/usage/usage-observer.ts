@@ -1,54 +1,65 @@
 /**
- * Implements the edge's ExchangeObserverFactory: watches one exchange as the embedded edge
- * proxies it and builds exactly one usage span at `end()`.
+ * Implements the edge's ExchangeObserverFactory: watches one exchange as the embedded edge proxies
+ * it, keeps only what its endpoint's meter needs, and hands {@link ExchangeFacts} to the one span
+ * builder at `end()`. Prices come from the snapshot the exchange arrived with, not the one in
+ * force when it ends.
  */
-import type { ExchangeEnd, ExchangeObserver, ExchangeObserverFactory, ExchangeStart } from '../exchange/exchange-observer.ts';
-import type { Snapshot } from '../config/snapshot.ts';
+import type { Exchange } from '../exchange/exchange.ts';
+import { headerValue } from '../exchange/exchange.ts';
+import type { ExchangeEnd, ExchangeObserver, ExchangeObserverFactory } from '../exchange/exchange-observer.ts';
+import type { Decision } from '../decision/types.ts';
+import type { Meter } from '../catalogue/endpoints.ts';
 import type { SpanSink } from './span-sink.ts';
 import {
   audioSeconds,
   meterSttRest,
+  parseWavHeader,
   pcmSeconds,
   sseAudioDetector,
   sttFormatFromPath,
-  ttsCharactersFromBody,
   ttsCharactersFromWsMessage,
   wsMessageKind,
 } from './metering.ts';
-import { costUsd, findModel, isBillableStatus } from './pricing.ts';
-import { newSpanId, SPAN_SCHEMA, traceContext, type UsageSpan } from './span.ts';
+import { bodyCharacters, buildSpan, meterOf, type Usage } from './span-builder.ts';
+import { newSpanId } from './span.ts';
 
-/** Largest request body kept for metering (TTS JSON, WAV header); the rest is only counted. */
-const MAX_KEPT_REQUEST = 1 << 20;
-/** Largest STT response body kept (for `metadata.duration` of compressed uploads). */
-const MAX_KEPT_RESPONSE = 256 << 10;
+/**
+ * Request bytes kept on STT REST routes: enough for a RIFF header with the usual LIST/INFO chunks
+ * before `data`; the rest of the audio is only counted.
+ */
+export const WAV_HEAD_BYTES = 8 << 10;
+/** Largest STT response kept, for `metadata.duration` of uploads whose length bytes cannot tell. */
+export const MAX_KEPT_RESPONSE = 256 << 10;
 
 export interface UsageObserverOptions {
   readonly sink: SpanSink;
-  readonly snapshot: () => Snapshot | undefined;
   /** Called when building a span fails (a bug); the data path never sees the error. */
   readonly onError?: (err: unknown) => void;
 }
 
 /** A factory the edge calls once per exchange. */
 export function createUsageObserverFactory(opts: UsageObserverOptions): ExchangeObserverFactory {
-  return (start) => new UsageObserver(start, opts);
+  return (exchange, decision) => new UsageObserver(exchange, decision, opts);
 }
 
 const elapsedMs = (from: bigint) => Number(process.hrtime.bigint() - from) / 1e6;
-const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
 class UsageObserver implements ExchangeObserver {
-  readonly #start: ExchangeStart;
+  readonly #x: Exchange;
+  readonly #decision: Decision;
   readonly #opts: UsageObserverOptions;
+  readonly #meter: Meter;
+  /** The query metering reads (`encoding`, `sample_rate`): the decision's upstream path. */
+  readonly #query: string;
   readonly #spanId = newSpanId();
   #ended = false;
   #bytesIn = 0;
   #bytesOut = 0;
-  #requestKept: Uint8Array[] = [];
-  #requestKeptBytes = 0;
-  #responseKept: Uint8Array[] = [];
-  #responseKeptBytes = 0;
+  readonly #head = new Uint8Array(WAV_HEAD_BYTES);
+  #headBytes = 0;
+  #keepResponse = false;
+  #response: Uint8Array[] = [];
+  #responseBytes = 0;
   #ttfbMs: number | undefined;
   #firstAudioMs: number | undefined;
   #firstTranscriptMs: number | undefined;
@@ -57,13 +68,16 @@ class UsageObserver implements ExchangeObserver {
   #wsAudioBytes = 0;
   readonly #sseAudio = sseAudioDetector();
 
-  constructor(start: ExchangeStart, opts: UsageObserverOptions) {
-    this.#start = start;
+  constructor(x: Exchange, decision: Decision, opts: UsageObserverOptions) {
+    this.#x = x;
+    this.#decision = decision;
     this.#opts = opts;
+    this.#meter = decision.kind === 'allow' ? meterOf(decision.metadata) : 'none';
+    this.#query = decision.metadata.upstream_path ?? x.pathWithQuery;
   }
 
-  get #isStt(): boolean {
-    return this.#start.metadata.model_type === 'stt';
+  get #sttRest(): boolean {
+    return this.#meter === 'stt-audio' && this.#x.routeKind !== 'websocket';
   }
 
   /**
@@ -72,149 +86,111 @@ class UsageObserver implements ExchangeObserver {
    * message of a TTS session to the end.
    */
   get #wsTimingKnown(): boolean {
-    const type = this.#start.metadata.model_type;
-    if (type === 'tts') return this.#firstAudioMs !== undefined;
-    if (type === 'stt') return this.#firstTranscriptMs !== undefined;
+    if (this.#meter === 'tts-characters') return this.#firstAudioMs !== undefined;
+    if (this.#meter === 'stt-audio') return this.#firstTranscriptMs !== undefined;
     return this.#firstAudioMs !== undefined && this.#firstTranscriptMs !== undefined;
   }
 
   requestChunk(chunk: Uint8Array): void {
     this.#bytesIn += chunk.byteLength;
-    if (this.#requestKeptBytes < MAX_KEPT_REQUEST) {
-      this.#requestKept.push(chunk.slice(0, MAX_KEPT_REQUEST - this.#requestKeptBytes));
-      this.#requestKeptBytes += Math.min(chunk.byteLength, MAX_KEPT_REQUEST - this.#requestKeptBytes);
+    if (this.#sttRest && this.#headBytes < WAV_HEAD_BYTES) {
+      const part = chunk.subarray(0, WAV_HEAD_BYTES - this.#headBytes);
+      this.#head.set(part, this.#headBytes);
+      this.#headBytes += part.byteLength;
     }
   }
 
   responseStart(_status: number, headers: Readonly<Record<string, string | string[] | undefined>>): void {
-    this.#ttfbMs ??= elapsedMs(this.#start.startHr);
+    this.#ttfbMs ??= elapsedMs(this.#x.startHr);
     const rid = headers['x-request-id'];
     this.#providerRequestId = (Array.isArray(rid) ? rid[0] : rid) ?? '';
+    // Only uploads whose bytes cannot tell their length need the provider's `metadata.duration`.
+    this.#keepResponse = this.#sttRest && !parseWavHeader(this.#head.subarray(0, this.#headBytes)) && !pcmFormat(this.#query);
   }
 
   responseChunk(chunk: Uint8Array): void {
     this.#bytesOut += chunk.byteLength;
-    if (this.#start.routeKind === 'sse' && this.#firstAudioMs === undefined && this.#sseAudio(chunk)) {
-      this.#firstAudioMs = elapsedMs(this.#start.startHr);
+    if (this.#x.routeKind === 'sse' && this.#firstAudioMs === undefined && this.#sseAudio(chunk)) {
+      this.#firstAudioMs = elapsedMs(this.#x.startHr);
     }
-    if (this.#isStt && this.#responseKeptBytes < MAX_KEPT_RESPONSE) {
-      this.#responseKept.push(chunk);
-      this.#responseKeptBytes += chunk.byteLength;
+    if (this.#keepResponse && this.#responseBytes < MAX_KEPT_RESPONSE) {
+      this.#response.push(chunk);
+      this.#responseBytes += chunk.byteLength;
     }
   }
 
   clientMessage(data: Uint8Array, isBinary: boolean): void {
     this.#bytesIn += data.byteLength;
     if (isBinary) this.#wsAudioBytes += data.byteLength;
-    else if (!this.#isStt) this.#wsChars += ttsCharactersFromWsMessage(data);
+    else if (this.#meter === 'tts-characters') this.#wsChars += ttsCharactersFromWsMessage(data);
   }
 
   upstreamMessage(data: Uint8Array, isBinary: boolean): void {
     this.#bytesOut += data.byteLength;
     if (isBinary || this.#wsTimingKnown) return;
     const kind = wsMessageKind(data);
-    if (kind === 'chunk') this.#firstAudioMs ??= elapsedMs(this.#start.startHr);
-    else if (kind === 'transcription') this.#firstTranscriptMs ??= elapsedMs(this.#start.startHr);
+    if (kind === 'chunk') this.#firstAudioMs ??= elapsedMs(this.#x.startHr);
+    else if (kind === 'transcription') this.#firstTranscriptMs ??= elapsedMs(this.#x.startHr);
   }
 
   end(outcome: ExchangeEnd): void {
     if (this.#ended) return;
     this.#ended = true;
     try {
-      this.#opts.sink.publish(this.#build(outcome));
+      const x = this.#x;
+      const durationMs = elapsedMs(x.startHr);
+      const traceparent = headerValue(x, 'traceparent');
+      this.#opts.sink.publish(
+        buildSpan({
+          source: 'edge',
+          spanId: this.#spanId,
+          requestId: x.requestId,
+          startedAtMs: x.startedAtMs,
+          durationMs,
+          ...(this.#ttfbMs !== undefined ? { ttfbMs: this.#ttfbMs } : {}),
+          ...(this.#firstAudioMs !== undefined ? { firstAudioMs: this.#firstAudioMs } : {}),
+          ...(this.#firstTranscriptMs !== undefined ? { firstTranscriptMs: this.#firstTranscriptMs } : {}),
+          method: x.method,
+          path: x.pathWithQuery,
+          status: outcome.status,
+          ...(outcome.closeCode !== undefined ? { closeCode: outcome.closeCode } : {}),
+          decision: this.#decision.kind,
+          metadata: this.#decision.metadata,
+          routeKind: this.#decision.metadata.route_kind ?? x.routeKind,
+          bytesIn: this.#bytesIn,
+          bytesOut: this.#bytesOut,
+          usage: this.#usage(durationMs),
+          ...(traceparent !== undefined ? { traceparent } : {}),
+          providerRequestId: this.#providerRequestId,
+          error: outcome.error ?? '',
+          snapshot: x.snapshot,
+        }),
+      );
     } catch (err) {
       this.#opts.onError?.(err);
     }
   }
 
-  #build(outcome: ExchangeEnd): UsageSpan {
-    const s = this.#start;
-    const md = s.metadata;
-    const durationMs = elapsedMs(s.startHr);
-    const snapshot = this.#opts.snapshot();
-    const provider = md.provider ?? '';
-    const model = findModel(snapshot, provider, md.model ?? '');
-    const modelType = md.model_type ?? model?.type ?? '';
-    const requestBody = s.requestBody && s.requestBody.byteLength > this.#requestKeptBytes ? s.requestBody : concat(this.#requestKept);
-    const bytesIn = Math.max(this.#bytesIn, s.requestBody?.byteLength ?? 0);
-
-    let characters: number | undefined;
-    let seconds: number | undefined;
-    let estimated = false;
-    if (s.decision === 'allow') {
-      if (modelType === 'tts') {
-        characters = s.routeKind === 'websocket' ? this.#wsChars : (ttsCharactersFromBody(requestBody) ?? md.characters);
-      } else if (modelType === 'stt') {
-        if (s.routeKind === 'websocket') {
-          const fmt = sttFormatFromPath(s.path);
-          if (fmt.bytesPerSample !== undefined) seconds = pcmSeconds(this.#wsAudioBytes, fmt.sampleRate, fmt.bytesPerSample);
-          else {
-            // Compressed streams (opus): live audio arrives in real time, so the session length stands in.
-            seconds = audioSeconds(durationMs / 1000);
-            estimated = true;
-          }
-        } else {
-          const m = meterSttRest(requestBody, bytesIn, s.path, concat(this.#responseKept));
-          seconds = m.seconds;
-          estimated = m.estimated;
-        }
-      }
+  #usage(durationMs: number): Usage {
+    const ws = this.#x.routeKind === 'websocket';
+    if (this.#meter === 'tts-characters') {
+      return ws ? { characters: this.#wsChars, estimated: false } : bodyCharacters(this.#decision.metadata, this.#bytesIn);
     }
-    const status = outcome.status;
-    const billable = s.decision === 'allow' && isBillableStatus(status) && !outcome.error;
-    const tc = traceContext(s.headers['traceparent']);
-    const upstream = snapshot?.providers.get(provider)?.upstream;
-    return {
-      schema: SPAN_SCHEMA,
-      spanId: this.#spanId,
-      traceId: tc.traceId,
-      parentSpanId: tc.parentSpanId,
-      source: 'edge',
-      startTime: new Date(s.startedAtMs).toISOString(),
-      endTime: new Date(s.startedAtMs + durationMs).toISOString(),
-      durationMs: round3(durationMs),
-      ...(this.#ttfbMs !== undefined ? { ttfbMs: round3(this.#ttfbMs) } : {}),
-      ...(this.#firstAudioMs !== undefined ? { firstAudioMs: round3(this.#firstAudioMs) } : {}),
-      ...(this.#firstTranscriptMs !== undefined ? { firstTranscriptMs: round3(this.#firstTranscriptMs) } : {}),
-      method: s.method,
-      path: s.path.split('?')[0] ?? '',
-      status,
-      ...(outcome.closeCode !== undefined ? { closeCode: outcome.closeCode } : {}),
-      decision: s.decision,
-      user: md.user ?? '',
-      teams: splitTeams(md.teams),
-      provider,
-      model: md.model ?? '',
-      modelType,
-      account: md.account ?? '',
-      routeKind: s.routeKind,
-      endpoint: md.endpoint ?? '',
-      requestId: s.requestId,
-      providerRequestId: this.#providerRequestId,
-      bytesIn,
-      bytesOut: this.#bytesOut,
-      ...(characters !== undefined ? { characters } : {}),
-      ...(seconds !== undefined ? { audioSeconds: seconds } : {}),
-      estimated,
-      costUsd: billable ? costUsd(model?.price, s.routeKind, { characters, audioSeconds: seconds }) : '0',
-      configVersion: md.config_version ?? snapshot?.version ?? 0,
-      error: outcome.error ?? '',
-      serverAddress: upstream ? hostOf(upstream) : '',
-    };
+    if (this.#meter !== 'stt-audio') return { estimated: false };
+    if (!ws) {
+      const m = meterSttRest(this.#head.subarray(0, this.#headBytes), this.#bytesIn, this.#query, concat(this.#response));
+      return { ...(m.seconds !== undefined ? { audioSeconds: m.seconds } : {}), estimated: m.estimated };
+    }
+    const fmt = sttFormatFromPath(this.#query);
+    if (fmt.bytesPerSample !== undefined) return { audioSeconds: pcmSeconds(this.#wsAudioBytes, fmt.sampleRate, fmt.bytesPerSample), estimated: false };
+    // Compressed streams (opus): live audio arrives in real time, so the session length stands in.
+    return { audioSeconds: audioSeconds(durationMs / 1000), estimated: true };
   }
 }
 
-/** DecisionMetadata teams ("a,b") as a list. */
-export function splitTeams(teams: string | undefined): string[] {
-  return (teams ?? '').split(',').map((t) => t.trim()).filter((t) => t !== '');
-}
-
-function hostOf(url: string): string {
-  try {
-    return new URL(url).host;
-  } catch {
-    return '';
-  }
+function pcmFormat(pathWithQuery: string): boolean {
+  const fmt = sttFormatFromPath(pathWithQuery);
+  return fmt.explicit && fmt.bytesPerSample !== undefined;
 }
 
 function concat(chunks: readonly Uint8Array[]): Uint8Array {

@@ -3,13 +3,10 @@
  * with the config's development key (an issuer's `dev_signing_key`), which that issuer trusts.
  * For local use and tests; production tokens come from the organisation's identity provider.
  */
-import { parseArgs } from 'node:util';
 import { importJWK, SignJWT, type JWK } from 'jose';
-import { loadSnapshotFromFile } from '../../adapters/files/config-file.ts';
 import type { IssuerConfig, Snapshot } from '../../core/config/snapshot.ts';
-import { parseDurationSeconds } from '../signals.ts';
-
-const USAGE = 'usage: voicegate token --config FILE --user USER [--team TEAM]… [--role ROLE]… [--ttl 1h]';
+import { defineCommand, loadConfig, report } from '../command.ts';
+import { TOKEN_OPTIONS } from '../options.ts';
 
 export interface DevTokenRequest {
   readonly user: string;
@@ -42,39 +39,14 @@ export async function signDevToken(snapshot: Snapshot, req: DevTokenRequest): Pr
     .sign(key);
 }
 
-export async function tokenCommand(args: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
-  let values;
+export const tokenCommand = defineCommand("print a development JWT signed with the config's dev key", TOKEN_OPTIONS, async (o, ctx) => {
+  const snapshot = await loadConfig(ctx, o.config);
+  if (!snapshot) return 1;
   try {
-    values = parseArgs({
-      args,
-      options: {
-        config: { type: 'string' },
-        user: { type: 'string' },
-        team: { type: 'string', multiple: true },
-        role: { type: 'string', multiple: true },
-        ttl: { type: 'string' },
-      },
-      strict: true,
-    }).values;
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (!values.config || !values.user) {
-    process.stderr.write(`--config and --user are required\n${USAGE}\n`);
-    return 2;
-  }
-  const ttl = values.ttl === undefined ? 3600 : parseDurationSeconds(values.ttl);
-  if (ttl === undefined) {
-    process.stderr.write(`--ttl must look like 90s, 15m, 1h or 7d\n${USAGE}\n`);
-    return 2;
-  }
-  try {
-    const snapshot = await loadSnapshotFromFile(values.config);
-    out(`${await signDevToken(snapshot, { user: values.user, teams: values.team ?? [], roles: values.role ?? [], ttlSeconds: ttl })}\n`);
+    ctx.stdout(`${await signDevToken(snapshot, { user: o.user, teams: o.team, roles: o.role, ttlSeconds: o.ttl })}\n`);
     return 0;
   } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n`);
+    report(ctx, (err as Error).message);
     return 1;
   }
-}
+});

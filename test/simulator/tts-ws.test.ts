@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type SimulatorHandle } from './server.ts';
-import { openWs, type WsProbe } from './test-helpers.ts';
+import { startSimulator, type SimulatorHandle } from '../../simulator/server.ts';
+import { openWs, type WsProbe } from './ws-probe.ts';
 
 const KEY = 'sk_ws';
 let sim: SimulatorHandle;

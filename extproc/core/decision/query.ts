@@ -22,14 +22,13 @@ export function removeQueryParams(pathWithQuery: string, names: Iterable<string>
   if (q === -1) return pathWithQuery;
   const drop = new Set(names);
   if (drop.size === 0) return pathWithQuery;
-  const kept = pathWithQuery
-    .slice(q + 1)
-    .split('&')
-    .filter((pair) => {
-      if (pair === '') return false;
-      const eq = pair.indexOf('=');
-      return !drop.has(decodeName(eq === -1 ? pair : pair.slice(0, eq)));
-    });
+  const pairs = pathWithQuery.slice(q + 1).split('&');
+  const kept = pairs.filter((pair) => {
+    const eq = pair.indexOf('=');
+    return !drop.has(decodeName(eq === -1 ? pair : pair.slice(0, eq)));
+  });
+  if (kept.length === pairs.length) return pathWithQuery;
   const path = pathWithQuery.slice(0, q);
-  return kept.length === 0 ? path : `${path}?${kept.join('&')}`;
+  const rest = kept.filter((pair) => pair !== '');
+  return rest.length === 0 ? path : `${path}?${rest.join('&')}`;
 }

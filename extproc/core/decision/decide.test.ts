@@ -3,14 +3,14 @@
  * its 4xx/503 answers, query-token removal, token lookup, and the verification cache.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { decide } from '../../extproc/core/decision/decide.ts';
-import { CATALOGUES, matchEndpoint, parsePublicPath } from '../../extproc/core/catalogue/endpoints.ts';
-import { IdentityVerifier, type IdentityResult } from '../../extproc/core/identity/identity.ts';
-import { findToken } from '../../extproc/core/identity/token.ts';
-import { countCodePoints, readTtsBody } from '../../extproc/core/decision/tts-body.ts';
-import type { Allow, CheckInput, Decision, Deny } from '../../extproc/core/decision/types.ts';
-import type { IssuerConfig, Snapshot } from '../../extproc/core/config/snapshot.ts';
-import { accountKeys, claims, loadTestSnapshot, makeKey, nowSec, sign, type TestKey } from './fixtures.ts';
+import { decide } from './decide.ts';
+import { CATALOGUES, matchEndpoint, parsePublicPath } from '../catalogue/endpoints.ts';
+import { IdentityVerifier, type IdentityResult } from '../identity/identity.ts';
+import { findToken } from '../identity/token.ts';
+import { countCodePoints, readTtsBody } from './tts-body.ts';
+import type { Allow, CheckInput, Decision, Deny } from './types.ts';
+import type { IssuerConfig, Snapshot } from '../config/snapshot.ts';
+import { accountKeys, claims, loadTestSnapshot, makeKey, nowSec, sign, type TestKey } from '../../../test/authz/fixtures.ts';
 
 const keys = accountKeys();
 let snapshot: Snapshot;
@@ -217,9 +217,9 @@ describe('model resolution', () => {
 });
 
 describe('identity and configuration failures', () => {
-  it('503 no_configuration without a snapshot, whoever asks', () => {
+  it('503 authz_unavailable (the one "cannot decide" answer) without a snapshot, whoever asks', () => {
     for (const identity of [alice, { ok: false, code: 'missing_token', message: '' } as const]) {
-      const d = denied(decide(req('POST', '/smallest/waves/v1/lightning-v3.1/get_speech'), undefined, identity), 503, 'no_configuration');
+      const d = denied(decide(req('POST', '/smallest/waves/v1/lightning-v3.1/get_speech'), undefined, identity), 503, 'authz_unavailable');
       expect(d.headers).toEqual({});
     }
   });

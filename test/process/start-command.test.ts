@@ -12,7 +12,7 @@ import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { decodeSpan } from '../../extproc/core/usage/span.ts';
 import { eventually, uniqueName } from '../usage/helpers.ts';
-import { exampleConfigText, NATS_URL, REPO, textOf, useIsolatedRun } from './helpers.ts';
+import { exampleConfigText, NATS_URL, REPO, textOf, useIsolatedRun } from '../usage-e2e/helpers.ts';
 
 const run = promisify(execFile);
 const fixture = useIsolatedRun('vg-start-', 'VGSTART_SPANS');

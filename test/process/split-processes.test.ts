@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type SimulatorHandle } from '../../simulator/server.ts';
-import { devTokens, exampleConfigText, exampleSnapshot, EXAMPLES_DIR, providerKeys, REPO_ROOT, type Tokens } from './stack.ts';
+import { devTokens, exampleConfigText, exampleSnapshot, EXAMPLES_DIR, providerKeys, REPO_ROOT, type Tokens } from '../e2e/stack.ts';
 
 interface Proc {
   child: ChildProcess;

@@ -4,10 +4,10 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadEnvoyProtos, lookup } from '../../../protos/envoy-protos.ts';
-import { MemorySink, testSnapshot } from '../../../test/usage/helpers.ts';
-import { registerAccessLogService } from './access-log-service.ts';
-import { registerExtProcService } from './ext-proc-service.ts';
+import { loadEnvoyProtos, lookup } from '../../protos/envoy-protos.ts';
+import { MemorySink, testSnapshot } from '../usage/helpers.ts';
+import { registerAccessLogService } from '../../extproc/adapters/envoy/access-log-service.ts';
+import { registerExtProcService } from '../../extproc/adapters/envoy/ext-proc-service.ts';
 
 type ClientCtor = new (addr: string, creds: grpc.ChannelCredentials) => grpc.Client & Record<string, (...a: unknown[]) => unknown>;
 

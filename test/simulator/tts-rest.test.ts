@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type SimulatorHandle } from './server.ts';
-import { parseWav, wavDurationSec } from './wav.ts';
+import { startSimulator, type SimulatorHandle } from '../../simulator/server.ts';
+import { parseWav, wavDurationSec } from '../../simulator/wav.ts';
 
 const KEY = 'sk_test_tts';
 let sim: SimulatorHandle;

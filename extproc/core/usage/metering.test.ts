@@ -1,12 +1,13 @@
+import { readTtsBody } from '../decision/tts-body.ts';
 import { describe, expect, it } from 'vitest';
-import { Decimal, sumDecimals } from '../../extproc/core/usage/decimal.ts';
+import { Decimal, sumDecimals } from './decimal.ts';
 import {
   countCodePoints, meterSttRest, parseWavHeader, pcmSeconds, sseAudioDetector, sttFormatFromPath,
-  ttsCharactersFromBody, ttsCharactersFromWsMessage, wavSeconds,
-} from '../../extproc/core/usage/metering.ts';
-import { costUsd } from '../../extproc/core/usage/pricing.ts';
-import { decodeSpan, encodeSpan, isErrorSpan, subjectToken, traceContext } from '../../extproc/core/usage/span.ts';
-import { makeSpan, wav } from './helpers.ts';
+  ttsCharactersFromWsMessage, wavSeconds,
+} from './metering.ts';
+import { costUsd } from './pricing.ts';
+import { decodeSpan, encodeSpan, isErrorSpan, subjectToken, traceContext } from './span.ts';
+import { makeSpan, wav } from '../../../test/usage/helpers.ts';
 
 describe('Decimal', () => {
   it('adds and multiplies exactly where floats drift', () => {
@@ -39,8 +40,8 @@ describe('pricing', () => {
 describe('metering', () => {
   it('counts Unicode code points, not UTF-16 units', () => {
     expect(countCodePoints('héllo 👋')).toBe(7);
-    expect(ttsCharactersFromBody(JSON.stringify({ text: 'नमस्ते', voice_id: 'x' }))).toBe(6);
-    expect(ttsCharactersFromBody('not json')).toBeUndefined();
+    expect(readTtsBody(new TextEncoder().encode(JSON.stringify({ text: 'नमस्ते', voice_id: 'x' }))).characters).toBe(6);
+    expect(readTtsBody(new TextEncoder().encode('not json')).characters).toBeUndefined();
   });
   it('ignores whitespace-only WebSocket keepalives and flushes', () => {
     expect(ttsCharactersFromWsMessage(JSON.stringify({ text: 'Hello there.' }))).toBe(12);

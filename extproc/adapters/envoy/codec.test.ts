@@ -5,11 +5,11 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { deny } from '../../extproc/core/decision/decide.ts';
-import type { Decision } from '../../extproc/core/decision/types.ts';
-import { decodeCheckRequest, fromCheckRequest } from '../../extproc/adapters/envoy/check-request.ts';
-import { checkResponseEncoder, toCheckResponse } from '../../extproc/adapters/envoy/check-response.ts';
-import { loadEnvoyProtos, loadEnvoyRoot, lookup } from '../../protos/envoy-protos.ts';
+import { authzUnavailable, deny } from '../../core/decision/decide.ts';
+import type { Decision } from '../../core/decision/types.ts';
+import { decodeCheckRequest, fromCheckRequest } from './check-request.ts';
+import { checkResponseEncoder, toCheckResponse } from './check-response.ts';
+import { loadEnvoyProtos, loadEnvoyRoot, lookup } from '../../../protos/envoy-protos.ts';
 
 const check = lookup<grpc.ServiceClientConstructor>(loadEnvoyProtos(), 'envoy.service.auth.v3.Authorization').service['Check']!;
 const root = loadEnvoyRoot();
@@ -67,9 +67,9 @@ const decisions: Record<string, Decision> = {
     queryParametersToRemove: ['token'],
     metadata: { user: 'alice', teams: 'voice', model: 'lightning-v3.1', route_kind: 'rest', characters: 7, config_version: 3 },
   },
-  'deny 401': deny(401, 'missing_token', 'send a token', {}, { 'www-authenticate': 'Bearer realm="voicegate"' }),
-  'deny 403 with metadata': deny(403, 'not_entitled', 'no', { user: 'bob', model: 'lightning-v3.1', account: 'tts' }),
-  'deny 503': deny(503, 'no_configuration', 'later', {}),
+  'deny 401': deny('missing_token', 'send a token', {}, { 'www-authenticate': 'Bearer realm="voicegate"' }),
+  'deny 403 with metadata': deny('not_entitled', 'no', { user: 'bob', model: 'lightning-v3.1', account: 'tts' }),
+  'deny 503': authzUnavailable(),
 };
 
 describe('CheckResponse encoding', () => {

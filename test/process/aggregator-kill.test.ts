@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { sumDecimals } from '../../extproc/core/usage/decimal.ts';
 import { NatsSpanSink } from '../../extproc/adapters/nats/nats-sink.ts';
 import { eventually, makeSpan, silentLogger, uniqueName } from '../usage/helpers.ts';
-import { NATS_URL, REPO, useIsolatedRun } from './helpers.ts';
+import { NATS_URL, REPO, useIsolatedRun } from '../usage-e2e/helpers.ts';
 
 const TOTAL = 2000;
 const KILLS = 3;

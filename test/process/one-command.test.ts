@@ -13,8 +13,8 @@ import { decodeJwt } from 'jose';
 import { fetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../edge/helpers.ts';
-import { EXAMPLES_DIR, exampleConfigText, exampleSnapshot, providerKeys, REPO_ROOT } from './stack.ts';
-import { parseSse, parseWav } from './wire.ts';
+import { EXAMPLES_DIR, exampleConfigText, exampleSnapshot, providerKeys, REPO_ROOT } from '../e2e/stack.ts';
+import { parseSse, parseWav } from '../e2e/wire.ts';
 
 const run = promisify(execFile);
 

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type SimulatorHandle } from './server.ts';
-import { openWs, type WsProbe } from './test-helpers.ts';
-import { synthesizePcm } from './synth.ts';
-import { WAVE_FORMAT, wavHeader } from './wav.ts';
+import { startSimulator, type SimulatorHandle } from '../../simulator/server.ts';
+import { openWs, type WsProbe } from './ws-probe.ts';
+import { synthesizePcm } from '../../simulator/synth.ts';
+import { WAVE_FORMAT, wavHeader } from '../../simulator/wav.ts';
 
 const KEY = 'sk_stt';
 let sim: SimulatorHandle;

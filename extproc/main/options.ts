@@ -1,0 +1,130 @@
+/**
+ * The flags every command shares, each with its named default and environment variable, and the
+ * one option schema per command built from them. A split-process deployment (edge, extproc,
+ * aggregator, otel-export) agrees on the span stream because all of them read the same
+ * definitions of `--stream` and `--subject-prefix`.
+ */
+import { z } from 'zod';
+import { DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX } from '../adapters/nats/span-stream.ts';
+import { USAGE_DIMENSIONS } from '../adapters/postgres/usage-query.ts';
+import { DEFAULT_AGGREGATOR_DURABLE } from './components/aggregator.ts';
+import { DEFAULT_OTEL_DURABLE } from './components/otel-export.ts';
+import { DELAY_MS, flag, mandatory, oneOf, optional, PORT, POSITIVE_INT, SWITCH, TEXT, withDefault, type Flag } from './flags.ts';
+import { parseDurationSeconds } from './duration.ts';
+
+export const DEFAULT_START_CONFIG = 'examples/voicegate.yaml';
+/** Public listeners of the split deployment bind every address, as Envoy's do. */
+export const DEFAULT_PUBLIC_HOST = '0.0.0.0';
+/** `start` is a development run: nothing is reachable from outside the machine. */
+export const DEFAULT_LOCAL_HOST = '127.0.0.1';
+export const DEFAULT_EDGE_PORT = 8080;
+export const DEFAULT_GRPC_PORT = 50051;
+export const DEFAULT_START_HTTP_PORT = 8081;
+export const DEFAULT_EXTPROC_HTTP_PORT = 9464;
+export const DEFAULT_EDGE_HTTP_PORT = 9465;
+export const DEFAULT_START_SPOOL_DIR = '.voicegate';
+export const DEFAULT_EXTPROC_SPOOL_DIR = '.voicegate/extproc';
+export const DEFAULT_EDGE_SPOOL_DIR = '.voicegate/edge';
+/** No wait by default; set it to the load balancer's probe period in production. */
+export const DEFAULT_DRAIN_DELAY_MS = 0;
+export const DEFAULT_TOKEN_TTL_SECONDS = 3600;
+export const DEFAULT_USAGE_SINCE = '30d';
+
+const AUTHZ = z.string().refine((v) => v === 'inproc' || /^grpc:\/\/[^/]+:\d+$/.test(v), 'must be "inproc" or grpc://host:port');
+const TTL = z.string().transform((t, ctx) => parseDurationSeconds(t) ?? (ctx.addIssue({ code: 'custom', message: 'must look like 90s, 15m, 1h or 7d' }), z.NEVER));
+const LIST = z.array(TEXT);
+
+/** The shared definitions; commands pick them and set their own defaults. */
+export const FLAGS = {
+  config: optional({ flag: 'config', value: 'FILE', help: 'the voicegate YAML configuration', schema: TEXT }),
+  host: optional({ flag: 'host', value: 'HOST', help: 'address the listeners bind', schema: TEXT }),
+  port: optional({ flag: 'port', value: 'PORT', help: 'main listening port (0: any free port)', schema: PORT }),
+  grpcPort: flag({ flag: 'grpc-port', value: 'PORT', help: 'port of the decision service (gRPC)', fallback: DEFAULT_GRPC_PORT, schema: PORT }),
+  httpPort: optional({ flag: 'http-port', value: 'PORT', help: 'side port: /metrics, /healthz, /readyz', schema: PORT }),
+  nats: optional({ flag: 'nats', value: 'URL', env: 'NATS_URL', help: 'NATS server of the span stream', schema: TEXT }),
+  database: optional({ flag: 'database', value: 'URL', env: 'DATABASE_URL', help: 'PostgreSQL of the usage roll-ups', schema: TEXT }),
+  stream: flag({ flag: 'stream', value: 'NAME', env: 'VOICEGATE_STREAM', help: 'JetStream stream of usage spans', fallback: DEFAULT_STREAM, schema: TEXT }),
+  subjectPrefix: flag({ flag: 'subject-prefix', value: 'PREFIX', env: 'VOICEGATE_SUBJECT_PREFIX', help: 'subjects spans are published under', fallback: DEFAULT_SUBJECT_PREFIX, schema: TEXT }),
+  durable: flag({ flag: 'durable', value: 'NAME', env: 'VOICEGATE_DURABLE', help: "durable name of the aggregator's consumer", fallback: DEFAULT_AGGREGATOR_DURABLE, schema: TEXT }),
+  spoolDir: optional({ flag: 'spool-dir', value: 'DIR', help: 'spool while NATS is away, or spans.jsonl without NATS', schema: TEXT }),
+  drainDelay: flag({ flag: 'drain-delay', value: 'MS', help: 'on SIGTERM: report not ready, wait this long (ms, or 5s), then close', fallback: DEFAULT_DRAIN_DELAY_MS, schema: DELAY_MS }),
+} satisfies Record<string, Flag<unknown>>;
+
+const spanStream = { nats: FLAGS.nats, stream: FLAGS.stream, subjectPrefix: FLAGS.subjectPrefix };
+
+export const START_OPTIONS = {
+  config: withDefault(FLAGS.config, DEFAULT_START_CONFIG),
+  host: withDefault(FLAGS.host, DEFAULT_LOCAL_HOST),
+  port: withDefault({ ...FLAGS.port, help: 'port of the embedded edge' }, DEFAULT_EDGE_PORT),
+  grpcPort: FLAGS.grpcPort,
+  httpPort: withDefault({ ...FLAGS.httpPort, help: 'side port: /metrics, /healthz, /readyz, /usage' }, DEFAULT_START_HTTP_PORT),
+  simulator: flag({ flag: 'simulator', value: 'auto|off', help: 'run the bundled simulator when the upstream is a loopback address', fallback: 'auto', schema: oneOf(['auto', 'off']) }),
+  profile: flag({ flag: 'profile', value: 'realistic|instant', help: "the simulator's latency profile", fallback: 'realistic', schema: oneOf(['realistic', 'instant']) }),
+  spoolDir: withDefault(FLAGS.spoolDir, DEFAULT_START_SPOOL_DIR),
+  ...spanStream,
+  database: FLAGS.database,
+  durable: FLAGS.durable,
+  drainDelay: FLAGS.drainDelay,
+};
+
+export const EXTPROC_OPTIONS = {
+  config: mandatory(FLAGS.config),
+  host: withDefault(FLAGS.host, DEFAULT_PUBLIC_HOST),
+  port: withDefault({ ...FLAGS.port, help: 'port of the gRPC services Envoy calls' }, DEFAULT_GRPC_PORT),
+  httpPort: withDefault(FLAGS.httpPort, DEFAULT_EXTPROC_HTTP_PORT),
+  spoolDir: withDefault(FLAGS.spoolDir, DEFAULT_EXTPROC_SPOOL_DIR),
+  ...spanStream,
+  drainDelay: FLAGS.drainDelay,
+};
+
+export const EDGE_OPTIONS = {
+  config: mandatory(FLAGS.config),
+  host: withDefault(FLAGS.host, DEFAULT_PUBLIC_HOST),
+  port: withDefault({ ...FLAGS.port, help: 'port of the edge (the public listener)' }, DEFAULT_EDGE_PORT),
+  authz: flag({ flag: 'authz', value: 'inproc|grpc://HOST:PORT', help: 'decide in process, or ask `voicegate extproc` over gRPC', fallback: 'inproc', schema: AUTHZ }),
+  httpPort: withDefault(FLAGS.httpPort, DEFAULT_EDGE_HTTP_PORT),
+  spoolDir: withDefault(FLAGS.spoolDir, DEFAULT_EDGE_SPOOL_DIR),
+  ...spanStream,
+  drainDelay: FLAGS.drainDelay,
+};
+
+export const TOKEN_OPTIONS = {
+  config: mandatory(FLAGS.config),
+  user: mandatory(optional({ flag: 'user', value: 'USER', help: 'the subject of the token', schema: TEXT })),
+  team: flag({ flag: 'team', value: 'TEAM', help: 'a team claim (repeatable)', multiple: true, fallback: [] as string[], schema: LIST }),
+  role: flag({ flag: 'role', value: 'ROLE', help: 'a role claim (repeatable)', multiple: true, fallback: [] as string[], schema: LIST }),
+  ttl: flag({ flag: 'ttl', value: 'DURATION', help: 'lifetime: 90s, 15m, 1h, 7d', fallback: DEFAULT_TOKEN_TTL_SECONDS, schema: TTL }),
+};
+
+const consumer = {
+  nats: mandatory(FLAGS.nats),
+  stream: FLAGS.stream,
+  subjectPrefix: FLAGS.subjectPrefix,
+};
+
+export const AGGREGATOR_OPTIONS = {
+  ...consumer,
+  database: mandatory(FLAGS.database),
+  durable: FLAGS.durable,
+  batch: optional({ flag: 'batch', value: 'N', help: 'spans per transaction', schema: POSITIVE_INT }),
+  ackWait: optional({ flag: 'ack-wait', value: 'MS', help: 'redelivery delay of an unacknowledged batch', schema: POSITIVE_INT }),
+  httpPort: { ...FLAGS.httpPort, help: 'side port with /metrics (none unless given)' },
+  drainDelay: FLAGS.drainDelay,
+};
+
+export const OTEL_EXPORT_OPTIONS = {
+  ...consumer,
+  endpoint: mandatory(optional({ flag: 'endpoint', value: 'URL', env: 'OTEL_EXPORTER_OTLP_ENDPOINT', help: 'OTLP/HTTP receiver (…/v1/traces is added)', schema: TEXT })),
+  // Not VOICEGATE_DURABLE: that names the aggregator's consumer, and two consumers sharing one
+  // durable would split the stream between them instead of each reading all of it.
+  durable: { ...FLAGS.durable, env: undefined, help: "durable name of the exporter's consumer", fallback: DEFAULT_OTEL_DURABLE },
+  httpPort: { ...FLAGS.httpPort, help: 'side port with /metrics (none unless given)' },
+  drainDelay: FLAGS.drainDelay,
+} as const;
+
+export const USAGE_OPTIONS = {
+  by: flag({ flag: 'by', value: USAGE_DIMENSIONS.join('|'), help: 'roll-up dimension', fallback: 'user', schema: oneOf(USAGE_DIMENSIONS) }),
+  since: flag({ flag: 'since', value: 'ISO|7d', help: 'start of the period', fallback: DEFAULT_USAGE_SINCE, schema: TEXT }),
+  json: flag({ flag: 'json', help: 'print JSON instead of a table', fallback: false, schema: SWITCH }),
+  database: mandatory(FLAGS.database),
+};
