@@ -27,6 +27,8 @@ export const DEFAULT_EXTPROC_SPOOL_DIR = '.voicegate/extproc';
 export const DEFAULT_EDGE_SPOOL_DIR = '.voicegate/edge';
 /** No wait by default; set it to the load balancer's probe period in production. */
 export const DEFAULT_DRAIN_DELAY_MS = 0;
+/** The edge's gRPC decision deadline: above Envoy's 200 ms, which a loaded machine can exceed. */
+export const DEFAULT_EDGE_AUTHZ_TIMEOUT_MS = 1000;
 export const DEFAULT_TOKEN_TTL_SECONDS = 3600;
 export const DEFAULT_USAGE_SINCE = '30d';
 
@@ -82,6 +84,7 @@ export const EDGE_OPTIONS = {
   host: withDefault(FLAGS.host, DEFAULT_PUBLIC_HOST),
   port: withDefault({ ...FLAGS.port, help: 'port of the edge (the public listener)' }, DEFAULT_EDGE_PORT),
   authz: flag({ flag: 'authz', value: 'inproc|grpc://HOST:PORT', help: 'decide in process, or ask `voicegate extproc` over gRPC', fallback: 'inproc', schema: AUTHZ }),
+  authzTimeout: flag({ flag: 'authz-timeout', value: 'MS', help: 'deadline of each gRPC decision (ms, or 1s); past it the answer is 503 authz_unavailable', fallback: DEFAULT_EDGE_AUTHZ_TIMEOUT_MS, schema: DELAY_MS }),
   httpPort: withDefault(FLAGS.httpPort, DEFAULT_EDGE_HTTP_PORT),
   spoolDir: withDefault(FLAGS.spoolDir, DEFAULT_EDGE_SPOOL_DIR),
   ...spanStream,

@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { Snapshot } from '../core/config/snapshot.ts';
 import type { ExchangeObserverFactory } from '../core/exchange/exchange-observer.ts';
 import type { UsageMetrics } from '../core/usage/metrics.ts';
 import type { SpanSink } from '../core/usage/span-sink.ts';
@@ -28,7 +27,6 @@ export interface UsagePipelineOptions {
   /** Folder for the NATS spool, or for `spans.jsonl` without NATS. */
   readonly spoolDir: string;
   readonly logger: Logger;
-  readonly snapshot: () => Snapshot | undefined;
   /** JetStream stream name (default `VOICEGATE_SPANS`); lets tests and side-by-side runs share a NATS. */
   readonly stream?: string;
   /** Subject prefix spans are published under (default `voicegate.spans`). */
@@ -72,6 +70,8 @@ export async function createUsagePipeline(opts: UsagePipelineOptions): Promise<U
           try {
             nc = await connect({ servers: opts.natsUrl, name: 'voicegate-aggregator', maxReconnectAttempts: -1 });
             pool = new pg.Pool({ connectionString: databaseUrl, connectionTimeoutMillis: DATABASE_CONNECT_TIMEOUT_MS });
+            // An idle client losing its server (PostgreSQL restarted) emits here; unheard, it ends the process.
+            pool.on('error', (err) => log.warn({ err: err.message }, 'PostgreSQL connection lost; the pool reconnects on next use'));
             if (stopped) break;
             running = await startAggregator({ nc, pool, logger: log, ...streamOpts, ...metrics, ...(opts.durable ? { durable: opts.durable } : {}) });
             log.info('in-process usage aggregator running');

@@ -60,7 +60,6 @@ beforeAll(async () => {
     databaseUrl: db.url,
     spoolDir: tmp,
     logger: silentLogger,
-    snapshot: () => source.current(),
     stream,
     subjectPrefix,
     durable: uniqueName('agg'),

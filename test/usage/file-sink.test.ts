@@ -5,14 +5,14 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { createUsagePipeline } from '../../extproc/main/usage-pipeline.ts';
 import { decodeSpan } from '../../extproc/core/usage/span.ts';
-import { allowWith, testExchange, testSnapshot } from './helpers.ts';
+import { allowWith, testExchange } from './helpers.ts';
 
 describe('usage pipeline without NATS', () => {
   it('writes one JSON line per exchange and logs a summary line', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vg-file-'));
     const lines: string[] = [];
     const logger = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
-    const p = await createUsagePipeline({ spoolDir: dir, logger, snapshot: testSnapshot });
+    const p = await createUsagePipeline({ spoolDir: dir, logger });
     const o = p.observe(
       testExchange({ startedAtMs: Date.now() }),
       allowWith({ user: 'alice', provider: 'smallest', model: 'lightning-v3.1', model_type: 'tts', characters: 5 }),

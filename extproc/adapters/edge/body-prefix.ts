@@ -21,9 +21,25 @@ export class ClientAbortedError extends Error {
   override readonly name = 'ClientAbortedError';
 }
 
-/** Reads until `limit` bytes or the end of the stream; leaves the stream paused, unread rest intact. */
-export function readBodyPrefix(stream: Readable, limit: number): Promise<BodyPrefix> {
+/** Thrown when the bytes the decision needs do not arrive within the deadline. */
+export class BodyTimeoutError extends Error {
+  override readonly name = 'BodyTimeoutError';
+}
+
+/**
+ * Reads until `limit` bytes or the end of the stream; leaves the stream paused, unread rest intact.
+ * With `timeoutMs` > 0, rejects with {@link BodyTimeoutError} when that point is not reached in time.
+ */
+export function readBodyPrefix(stream: Readable, limit: number, timeoutMs = 0): Promise<BodyPrefix> {
   return new Promise((resolve, reject) => {
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => {
+            cleanup();
+            stream.pause();
+            reject(new BodyTimeoutError('request body not read in time'));
+          }, timeoutMs)
+        : undefined;
     const chunks: Buffer[] = [];
     let total = 0;
     const finish = (complete: boolean) => {
@@ -54,6 +70,7 @@ export function readBodyPrefix(stream: Readable, limit: number): Promise<BodyPre
       reject(new ClientAbortedError('client request failed', { cause: err }));
     };
     const cleanup = () => {
+      clearTimeout(timer);
       stream.off('data', onData);
       stream.off('end', onEnd);
       stream.off('close', onClose);

@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import type { Authorizer, RouteKind } from '../../core/decision/types.ts';
 import type { SnapshotSource } from '../../core/config/snapshot.ts';
-import { ClientAbortedError, readBodyPrefix, type BodyPrefix } from './body-prefix.ts';
+import { BodyTimeoutError, ClientAbortedError, readBodyPrefix, type BodyPrefix } from './body-prefix.ts';
 import { admit } from './admit.ts';
 import type { Exchange } from '../../core/exchange/exchange.ts';
 import { routeTraits } from '../../core/exchange/check-input.ts';
@@ -48,6 +48,14 @@ export interface EdgeOptions {
   /** WebSocket backpressure thresholds (bytes queued on the writing side). */
   readonly wsHighWaterBytes?: number;
   readonly wsLowWaterBytes?: number;
+  /** Largest WebSocket message accepted on either leg; default 16 MiB (the provider's own limit). Larger closes with 1009. */
+  readonly wsMaxPayloadBytes?: number;
+  /** Time a client has to send its complete request head (Node's `headersTimeout`); default 10 s. */
+  readonly headersTimeoutMs?: number;
+  /** Time a client has to send the body bytes the decision reads; default 10 s, then 408 `request_timeout`. */
+  readonly decisionBodyTimeoutMs?: number;
+  /** Concurrent client connections this edge accepts (`server.maxConnections`); default 1024. */
+  readonly maxConnections?: number;
 }
 
 export interface EdgeHandle {
@@ -59,10 +67,24 @@ export interface EdgeHandle {
 }
 
 export const DEFAULT_MAX_DECISION_BODY_BYTES = 64 * 1024;
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+export const DEFAULT_DECISION_BODY_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_CONNECTIONS = 1024;
 
 function pathOnly(pathWithQuery: string): string {
   const q = pathWithQuery.indexOf('?');
   return q === -1 ? pathWithQuery : pathWithQuery.slice(0, q);
+}
+
+/**
+ * Whether the request carries anything the decision could take as a token (`Authorization`, or a
+ * `token` query parameter). Without one the decision answers `missing_token` from identity alone.
+ */
+function hasCredential(req: IncomingMessage): boolean {
+  if (req.headers.authorization) return true;
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return q !== -1 && new URLSearchParams(url.slice(q + 1)).has('token');
 }
 
 /** RFC 6455 §4.2.1: what ws would refuse after we had already opened the upstream. */
@@ -95,6 +117,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
     logger,
     ...(opts.wsHighWaterBytes !== undefined ? { highWaterBytes: opts.wsHighWaterBytes } : {}),
     ...(opts.wsLowWaterBytes !== undefined ? { lowWaterBytes: opts.wsLowWaterBytes } : {}),
+    ...(opts.wsMaxPayloadBytes !== undefined ? { maxPayloadBytes: opts.wsMaxPayloadBytes } : {}),
   });
 
   const deps = { authorizer: opts.authorizer, logger, ...(opts.observe ? { observe: opts.observe } : {}) };
@@ -134,9 +157,18 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
     const traits = routeTraits(req.method ?? 'GET', req.url ?? '/', false);
     const exchange = arrival(req, traits.kind, false);
     let prefix: BodyPrefix | undefined;
-    if (traits.sendsBody) {
+    // No credential at all: the decision denies on identity first, so answer without reading a body.
+    if (traits.sendsBody && hasCredential(req)) {
       const limit = opts.maxDecisionBodyBytes ?? exchange.snapshot?.maxDecisionBodyBytes ?? DEFAULT_MAX_DECISION_BODY_BYTES;
-      prefix = await readBodyPrefix(req, limit);
+      try {
+        prefix = await readBodyPrefix(req, limit, opts.decisionBodyTimeoutMs ?? DEFAULT_DECISION_BODY_TIMEOUT_MS);
+      } catch (err) {
+        if (!(err instanceof BodyTimeoutError)) throw err;
+        res.shouldKeepAlive = false;
+        writeLocal(res, gatewayError('request_timeout', 'The request body did not arrive in time.'));
+        req.socket.destroySoon();
+        return;
+      }
     }
     const ok = await admit(deps, {
       exchange,
@@ -165,11 +197,17 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
     ws.proxy({ req, socket, head, ...ok, ...timeouts(req) });
   }
 
+  const headersTimeout = opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
   const server = http.createServer({
     // Long uploads and streams are bounded by the upstream, not by Node's 300 s request timer.
     requestTimeout: 0,
+    // requestTimeout 0 would disable the head deadline too; keep one so partial heads cannot pin sockets.
+    headersTimeout,
+    // Node checks that deadline on this interval (30 s by default, which would triple a 10 s bound).
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
     noDelay: true,
   });
+  server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     onRequest(req, res).catch((err: unknown) => {
       if (err instanceof ClientAbortedError) return;

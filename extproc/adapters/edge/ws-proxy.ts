@@ -20,6 +20,8 @@ import type { UpstreamPlan } from '../../core/exchange/upstream-plan.ts';
 export const DEFAULT_HIGH_WATER_BYTES = 1 << 20;
 /** …and resume once the queue drains below this. */
 export const DEFAULT_LOW_WATER_BYTES = 256 << 10;
+/** The provider refuses messages over 16 MiB; so does the edge, before buffering more. */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 16 << 20;
 /** Largest upstream rejection body relayed to the caller. */
 const MAX_REJECTION_BODY = 64 << 10;
 
@@ -27,6 +29,8 @@ export interface WebSocketProxyOptions {
   readonly logger: Logger;
   readonly highWaterBytes?: number;
   readonly lowWaterBytes?: number;
+  /** Largest message either leg accepts; larger closes that leg with 1009. Default 16 MiB. */
+  readonly maxPayloadBytes?: number;
 }
 
 export interface WebSocketExchange {
@@ -86,12 +90,33 @@ function toWebSocketUrl(url: URL): string {
   return u.href;
 }
 
-function parseProtocols(header: string | undefined): string[] {
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+/** Markers browsers put before a token offered as a subprotocol (`bearer, <jwt>`). */
+const TOKEN_MARKERS = new Set(['bearer', 'access_token', 'authorization']);
+
+/**
+ * The marker a browser offered with its token (`bearer`), echoed back when the provider selected
+ * nothing: browsers fail a handshake that offered subprotocols and got none.
+ */
+function tokenMarker(header: string | undefined): string | false {
+  const offered = (header ?? '').split(',').map((p) => p.trim());
+  if (!offered.some((p) => JWT_SHAPE.test(p))) return false;
+  return offered.find((p) => TOKEN_MARKERS.has(p.toLowerCase())) ?? false;
+}
+
+/**
+ * The caller's subprotocols as offered upstream: anything shaped like a JWT (three base64url
+ * segments) is a credential smuggled past header-less browser APIs, not a protocol, and never
+ * reaches the provider; nor does the marker naming it.
+ */
+export function upstreamProtocols(header: string | undefined): string[] {
   if (!header) return [];
-  return header
+  const offered = header
     .split(',')
     .map((p) => p.trim())
     .filter((p) => p.length > 0);
+  const hasToken = offered.some((p) => JWT_SHAPE.test(p));
+  return offered.filter((p) => !JWT_SHAPE.test(p) && !(hasToken && TOKEN_MARKERS.has(p.toLowerCase())));
 }
 
 function asBuffer(data: RawData): Buffer {
@@ -112,6 +137,7 @@ interface PendingHandshake {
 export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProxy {
   const high = opts.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
   const low = opts.lowWaterBytes ?? DEFAULT_LOW_WATER_BYTES;
+  const maxPayload = opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const pending = new WeakMap<IncomingMessage, PendingHandshake>();
   const live = new Set<{ client: WebSocket; upstream: WebSocket }>();
 
@@ -120,6 +146,7 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
     clientTracking: false,
     // Frames pass through untouched; compressing on one leg only would cost CPU for nothing.
     perMessageDeflate: false,
+    maxPayload,
     handleProtocols: (_offered, request) => pending.get(request)?.protocol ?? false,
   });
   wss.on('headers', (headers, request) => {
@@ -167,6 +194,7 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
     let clientClosed = false;
     let upstreamClosed = false;
     let idledOut = false;
+    let upstreamTooBig = false;
     const idle = startIdleTimer(idleTimeoutMs, () => {
       idledOut = true;
       codeToClient = 1001;
@@ -195,14 +223,18 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
     upstream.on('close', (code, reason) => {
       upstreamClosed = true;
       if (client.readyState === WebSocket.OPEN) {
-        codeToClient = sendableCloseCode(code);
+        // ws closed the upstream leg itself for an oversized message: the caller learns 1009 too.
+        codeToClient = upstreamTooBig ? 1009 : sendableCloseCode(code);
         client.close(codeToClient, reason);
       }
       client.resume();
       finish(lastClientCode);
     });
     client.on('error', (err) => observer.ended || opts.logger.debug({ err }, 'client websocket error'));
-    upstream.on('error', (err) => opts.logger.debug({ err }, 'upstream websocket error'));
+    upstream.on('error', (err: Error & { code?: string }) => {
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') upstreamTooBig = true;
+      opts.logger.debug({ err }, 'upstream websocket error');
+    });
   }
 
   function proxy(x: WebSocketExchange): void {
@@ -217,7 +249,8 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       observer.end({ status: r.status, error });
     };
 
-    const upstream = new WebSocket(toWebSocketUrl(plan.url), parseProtocols(req.headers['sec-websocket-protocol']), {
+    const upstream = new WebSocket(toWebSocketUrl(plan.url), upstreamProtocols(req.headers['sec-websocket-protocol']), {
+      maxPayload,
       headers: Object.fromEntries(Object.entries(plan.headers).filter(([n]) => !isWebSocketHandshakeHeader(n))),
       perMessageDeflate: false,
       followRedirects: false,
@@ -294,7 +327,7 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
         observer.end({ status: 0, error: 'client_aborted' });
         return;
       }
-      pending.set(req, { protocol: upstream.protocol || false, headers: upgradeHeaders });
+      pending.set(req, { protocol: upstream.protocol || tokenMarker(req.headers['sec-websocket-protocol']), headers: upgradeHeaders });
       let bridged = false;
       // Synchronous without `verifyClient`; when ws refuses the socket it never calls back.
       wss.handleUpgrade(req, socket, x.head, (client) => {

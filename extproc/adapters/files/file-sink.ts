@@ -19,9 +19,23 @@ export class FileSpanSink implements SpanSink {
   constructor(path: string, logger: Logger) {
     this.path = path;
     this.#log = logger.child({ component: 'usage' });
-    mkdirSync(dirname(path), { recursive: true });
-    this.#fh = open(path, 'a');
+    // A file that cannot be opened must not take the data path down: log once, keep serving, and
+    // keep logging one summary line per request.
+    let opened: Promise<FileHandle>;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      opened = open(path, 'a');
+    } catch (err) {
+      opened = Promise.reject(err);
+    }
+    this.#fh = opened;
+    opened.catch((err: unknown) => {
+      this.#unavailable = true;
+      this.#log.error({ err: err instanceof Error ? err.message : String(err), path }, 'usage file cannot be opened; spans are only logged');
+    });
   }
+
+  #unavailable = false;
 
   publish(span: UsageSpan): void {
     this.#log.info(
@@ -38,12 +52,16 @@ export class FileSpanSink implements SpanSink {
       },
       'usage',
     );
+    if (this.#unavailable) return;
     const line = `${JSON.stringify(span)}\n`;
     this.#chain = this.#chain
       .then(async () => {
         await (await this.#fh).appendFile(line);
       })
-      .catch((err: unknown) => this.#log.error({ err: err instanceof Error ? err.message : String(err) }, 'usage file write failed'));
+      .catch((err: unknown) => {
+        // The open failure was logged once already.
+        if (!this.#unavailable) this.#log.error({ err: err instanceof Error ? err.message : String(err) }, 'usage file write failed');
+      });
   }
 
   async flush(): Promise<void> {
@@ -52,6 +70,7 @@ export class FileSpanSink implements SpanSink {
 
   async close(): Promise<void> {
     await this.flush();
-    await (await this.#fh).close();
+    const fh = await this.#fh.catch(() => undefined);
+    await fh?.close();
   }
 }

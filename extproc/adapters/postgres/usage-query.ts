@@ -1,6 +1,7 @@
 /**
  * Reading roll-ups back: the rows behind `voicegate usage` and `GET /usage`.
  */
+import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Pool } from 'pg';
 import { z } from 'zod';
@@ -80,14 +81,44 @@ const querySchema = z.object({
  * `GET /usage?by=user|team|model|account&since=ISO|7d` → `{ by, since, rows }` JSON. Returns
  * false when the request is not for `/usage`, so it can sit in front of other handlers.
  */
-export function createUsageHttpHandler(pool: Pool): (req: IncomingMessage, res: ServerResponse) => Promise<boolean> {
+export interface UsageHttpAccess {
+  /**
+   * When set, callers must send `Authorization: Bearer <adminToken>` (`VOICEGATE_ADMIN_TOKEN`);
+   * when not, only loopback peers are answered. Per-user costs are never public.
+   */
+  readonly adminToken?: string;
+}
+
+function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return a === '::1' || /^127\./.test(a);
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export function createUsageHttpHandler(pool: Pool, access: UsageHttpAccess = {}): (req: IncomingMessage, res: ServerResponse) => Promise<boolean> {
   return async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== '/usage') return false;
-    const send = (status: number, body: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
+    const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      res.writeHead(status, { 'content-type': 'application/json', ...headers });
       res.end(JSON.stringify(body));
     };
+    if (access.adminToken) {
+      const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '');
+      if (!m?.[1] || !sameSecret(m[1], access.adminToken)) {
+        send(401, { error: { code: 'unauthorized', message: 'GET /usage needs the admin bearer token' } }, { 'www-authenticate': 'Bearer realm="voicegate-admin"' });
+        return true;
+      }
+    } else if (!isLoopback(req.socket.remoteAddress)) {
+      send(403, { error: { code: 'forbidden', message: 'GET /usage answers loopback callers only unless VOICEGATE_ADMIN_TOKEN is set' } });
+      return true;
+    }
     if (req.method !== 'GET') {
       send(405, { error: { code: 'method_not_allowed', message: 'use GET' } });
       return true;

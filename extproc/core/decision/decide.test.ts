@@ -94,12 +94,14 @@ describe('endpoint catalogue: every spec, every path generation', () => {
     expect([...CATALOGUES.get('smallest')!.endpoints.map((e) => e.id)].sort()).toEqual([...reached].sort());
   });
 
-  it('lower-case methods are matched like upper-case ones', () => {
-    expect(allowed(decide(req('post', '/smallest/waves/v1/lightning-v3.1/get_speech', TTS_JSON), snapshot, alice)).metadata.endpoint).toBe('tts.sync');
+  it('methods are compared exactly, as Envoy does: `post` is no POST route', () => {
+    denied(decide(req('post', '/smallest/waves/v1/lightning-v3.1/get_speech', TTS_JSON), snapshot, alice), 404, 'unknown_endpoint');
   });
 
-  it('the path model is percent-decoded; undecodable ones are not matched', () => {
+  it('`%` in a model path segment → 400 invalid_path; undecodable ones are not matched', () => {
     expect(matchEndpoint(CATALOGUES.get('smallest')!, 'POST', '/waves/v1/lightning%2Dv3.1/get_speech')?.pathModel).toBe('lightning-v3.1');
+    denied(decide(req('POST', '/smallest/waves/v1/lightning%2Dv3.1/get_speech', TTS_JSON), snapshot, alice), 400, 'invalid_path');
+    denied(decide(req('GET', '/smallest/waves/v1/pulse%2Dpro/get_text'), snapshot, alice), 400, 'invalid_path');
     denied(decide(req('POST', '/smallest/waves/v1/%E0%A4%A/get_speech'), snapshot, alice), 404, 'unknown_endpoint');
   });
 
@@ -246,7 +248,7 @@ describe('identity and configuration failures', () => {
 
 describe('query token removal', () => {
   it('removes every `token` parameter and keeps the others byte-for-byte, in order', () => {
-    const query = 'language=en&token=abc&keywords=word%3A2%2Cfoo%3A1&x=a+b&empty=&flag&token=def&tokens=keep&%74oken=enc&z=%E2%9C%93';
+    const query = 'language=en&token=abc&keywords=word%3A2%2Cfoo%3A1&x=a+b&empty=&flag&tokens=keep&z=%E2%9C%93';
     const d = allowed(decide(req('GET', `/smallest/waves/v1/pulse/get_text?${query}`), snapshot, alice));
     expect(d.metadata.upstream_path).toBe('/waves/v1/pulse/get_text?language=en&keywords=word%3A2%2Cfoo%3A1&x=a+b&empty=&flag&tokens=keep&z=%E2%9C%93');
     expect(d.queryParametersToRemove).toEqual(['token']);
@@ -262,6 +264,26 @@ describe('query token removal', () => {
     const d = allowed(decide(req('GET', '/smallest/waves/v1/tts/live?token=abc'), snapshot, alice));
     expect(d.metadata.upstream_path).toBe('/waves/v1/tts/live');
     expect(d.queryParametersToRemove).toEqual(['token']);
+  });
+});
+
+describe('ambiguous query parameters → 400 ambiguous_parameter', () => {
+  const cases = [
+    ['POST', '/smallest/waves/v1/stt?model=pulse&model=pulse-pro'],
+    ['POST', '/smallest/waves/v1/stt?model=pulse&mod%65l=pulse-pro'],
+    ['GET', '/smallest/waves/v1/stt/live?model=pulse&model=pulse-pro'],
+    ['GET', '/smallest/waves/v1/tts/live?token=a&token=b'],
+    ['GET', '/smallest/waves/v1/pulse/get_text?%74oken=a'],
+    ['POST', '/smallest/waves/v1/lightning-v3.1/get_speech?model=x&model=y'],
+  ] as const;
+  for (const [method, path] of cases) {
+    it(`${method} ${path}`, () => {
+      denied(decide(req(method, path, method === 'POST' ? TTS_JSON : undefined), snapshot, alice), 400, 'ambiguous_parameter');
+    });
+  }
+  it('an encoded token name is never the credential', () => {
+    expect(findToken({}, '/x?%74oken=q.r.s')).toEqual({ found: false, malformed: false });
+    expect(findToken({}, '/x?a=1&token=q%2Er.s')).toEqual({ found: true, token: 'q.r.s' });
   });
 });
 

@@ -9,7 +9,7 @@ import type { IdentityResult } from '../identity/identity.ts';
 import type { CheckInput, Decision, DecisionMetadata, Deny } from './types.ts';
 import { CANNOT_DECIDE, CANNOT_DECIDE_MESSAGE, statusOf, type DenyCode } from './denials.ts';
 import { readTtsBody } from './tts-body.ts';
-import { removeQueryParams } from './query.ts';
+import { ambiguousParam, removeQueryParams } from './query.ts';
 
 /**
  * Caller headers that can carry a credential; none may reach the provider. An allow removes them
@@ -52,14 +52,23 @@ export function decide(input: CheckInput, snapshot: Snapshot | undefined, identi
   }
   meta.provider = parsed.provider;
 
-  const method = input.method.toUpperCase();
+  // Exact, as Envoy's `:method` matchers compare: `post` is no POST route.
+  const method = input.method;
   const matched = matchEndpoint(catalogue, method, parsed.upstreamPath);
   if (!matched) {
     return deny('unknown_endpoint', `no ${parsed.provider} endpoint for ${method} ${clip(parsed.upstreamPath)}`, meta);
   }
   const { spec } = matched;
+  if (matched.pathModel !== undefined && /%/.test(parsed.upstreamPath)) {
+    // The decision would judge the decoded name while the provider receives the raw one.
+    return deny('invalid_path', 'percent-encoding is not allowed in the path; write the model name literally', meta);
+  }
   meta.endpoint = spec.id;
   meta.route_kind = spec.kind;
+  const ambiguous = ambiguousParam(parsed.query, ['model', TOKEN_QUERY_PARAMETER], TOKEN_QUERY_PARAMETER);
+  if (ambiguous !== undefined) {
+    return deny('ambiguous_parameter', `the query parameter "${ambiguous}" must appear once, spelled literally`, meta);
+  }
   const query = new URLSearchParams(parsed.query);
 
   const body = spec.readsBody && input.body ? readTtsBody(input.body) : undefined;

@@ -35,6 +35,8 @@ export const DENIALS = {
   body_too_large: { status: 413, via: 'deny' },
   no_account: { status: 503, via: 'deny' },
   bad_check_request: { status: 400, via: 'deny' },
+  ambiguous_parameter: { status: 400, via: 'deny' },
+  invalid_path: { status: 400, via: 'deny' },
   /**
    * The one "cannot decide" answer: no configuration loaded, the authorizer threw, or the decision
    * service is unreachable, too slow or answered something unreadable. One code because a client
@@ -48,6 +50,7 @@ export const DENIALS = {
   upstream_unreachable: { status: 502, via: 'edge' },
   upstream_timeout: { status: 504, via: 'edge' },
   internal_error: { status: 500, via: 'edge' },
+  request_timeout: { status: 408, via: 'edge' },
 } as const satisfies Readonly<Record<string, { readonly status: number; readonly via: 'deny' | 'edge' }>>;
 
 export type DenialCode = keyof typeof DENIALS;

@@ -32,3 +32,23 @@ export function removeQueryParams(pathWithQuery: string, names: Iterable<string>
   const rest = kept.filter((pair) => pair !== '');
   return rest.length === 0 ? path : `${path}?${rest.join('&')}`;
 }
+
+/**
+ * The first parameter the decision reads that a provider could read differently: one of `names`
+ * given more than once (compared by decoded name; providers take the last, the decision the
+ * first), or a name that decodes to `literal` without being it (Envoy removes only the raw name).
+ */
+export function ambiguousParam(query: string, names: readonly string[], literal: string): string | undefined {
+  if (query === '') return undefined;
+  const seen = new Set<string>();
+  for (const pair of query.split('&')) {
+    const eq = pair.indexOf('=');
+    const raw = eq === -1 ? pair : pair.slice(0, eq);
+    const name = decodeName(raw);
+    if (!names.includes(name)) continue;
+    if (name === literal && raw !== literal) return name;
+    if (seen.has(name)) return name;
+    seen.add(name);
+  }
+  return undefined;
+}

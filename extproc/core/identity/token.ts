@@ -14,7 +14,16 @@ export function findToken(headers: Readonly<Record<string, string>>, pathWithQue
   }
   const q = pathWithQuery.indexOf('?');
   if (q !== -1) {
-    const token = new URLSearchParams(pathWithQuery.slice(q + 1)).get(TOKEN_QUERY_PARAMETER);
+    // Only the literal raw name: Envoy's query_parameters_to_remove strips nothing else.
+    const prefix = `${TOKEN_QUERY_PARAMETER}=`;
+    const pair = pathWithQuery.slice(q + 1).split('&').find((p) => p.startsWith(prefix));
+    const raw = pair?.slice(prefix.length) ?? '';
+    let token = raw;
+    try {
+      token = decodeURIComponent(raw.replace(/\+/g, ' '));
+    } catch {
+      token = raw;
+    }
     if (token) return { found: true, token };
   }
   return { found: false, malformed: false };

@@ -22,7 +22,7 @@ export const edgeCommand = defineCommand("the embedded data plane (Envoy's job w
   if (!snapshot) return 1;
   const source = new StaticSnapshotSource(snapshot);
   const logger = createLogger({ name: 'voicegate-edge', level: ctx.env['LOG_LEVEL'] });
-  const grpcClient = o.authz === 'inproc' ? undefined : createGrpcAuthorizer(o.authz.slice('grpc://'.length));
+  const grpcClient = o.authz === 'inproc' ? undefined : createGrpcAuthorizer(o.authz.slice('grpc://'.length), { timeoutMs: o.authzTimeout });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const usage = usageComponent({
@@ -31,7 +31,6 @@ export const edgeCommand = defineCommand("the embedded data plane (Envoy's job w
     stream: o.stream,
     subjectPrefix: o.subjectPrefix,
     logger,
-    snapshot: () => source.current(),
     metrics: usageMetrics(registry),
   });
   const observe = composeObservers(usage.observe, createExchangeMetrics(registry));

@@ -29,7 +29,6 @@ export const extprocCommand = defineCommand('the gRPC service Envoy calls: ext_a
     stream: o.stream,
     subjectPrefix: o.subjectPrefix,
     logger,
-    snapshot: () => source.current(),
     metrics: usageMetrics(metrics.registry),
   });
   const grpc = grpcComponent({

@@ -77,7 +77,6 @@ export const startCommand = defineCommand('simulator + decision service + edge i
     subjectPrefix: o.subjectPrefix,
     durable: o.durable,
     logger,
-    snapshot: () => source.current(),
     metrics: usageMetrics(metrics.registry),
   });
   const authorizer = createAuthorizer(source);
@@ -89,7 +88,7 @@ export const startCommand = defineCommand('simulator + decision service + edge i
     port: o.httpPort,
     registry: metrics.registry,
     ready: () => source.current() !== undefined,
-    mounts: pool ? [createUsageHttpHandler(pool)] : [],
+    mounts: pool ? [createUsageHttpHandler(pool, ctx.env['VOICEGATE_ADMIN_TOKEN'] ? { adminToken: ctx.env['VOICEGATE_ADMIN_TOKEN'] } : {})] : [],
   });
   const observe = composeObservers(usage.observe, createExchangeMetrics(metrics.registry));
   const edge = edgeComponent({ host: o.host, port: o.port, source, authorizer, logger, ...(observe ? { observe } : {}) });
