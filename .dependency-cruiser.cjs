@@ -22,6 +22,19 @@ module.exports = {
       from: { path: '^extproc/core/.*\\.test\\.ts$' },
       to: { path: '^(extproc/(adapters|main)/|simulator/|bench/|dev/)' },
     },
+    ...[
+      ['config', 'catalogue|identity|decision|exchange|usage'],
+      ['catalogue', 'identity|decision|exchange|usage'],
+      ['identity', 'catalogue|decision|exchange|usage'],
+      ['decision', 'exchange|usage'],
+      ['exchange', 'usage'],
+    ].map(([folder, later]) => ({
+      name: `core-folders-in-order`,
+      comment: 'Inside the core: config ← catalogue, identity ← decision ← exchange ← usage; a folder imports only those before it.',
+      severity: 'error',
+      from: { path: `^extproc/core/${folder}/`, pathNot: '\\.test\\.ts$' },
+      to: { path: `^extproc/core/(${later})/` },
+    })),
     {
       name: 'adapters-never-import-each-other',
       comment: 'Each adapter wraps one technology around the core; composing two is the composition root\'s job.',

@@ -61,6 +61,7 @@ describe('layers', () => {
         'gateway-never-imports-simulator-tests-or-dev: extproc/adapters/edge/server.ts → simulator/server.ts',
         'gateway-never-imports-tests: extproc/main/main.ts → test/helpers.ts',
         'simulator-stands-alone: simulator/server.ts → extproc/core/config/snapshot.ts',
+        'core-folders-in-order: extproc/core/config/snapshot.ts → extproc/core/decision/decide.ts',
       ]) {
         expect(seen, `${expected} in ${[...seen].join("; ")}`).toContain(expected);
       }

@@ -7,7 +7,8 @@
  * gateway rewrites G1 to G2 — one upstream host, exactly as envoy/envoy.yaml's prefix rewrite does.
  */
 import type { ModelType } from '../config/snapshot.ts';
-import type { RouteKind } from '../decision/types.ts';
+/** How an endpoint's exchange flows: one request and response, an SSE stream, or a WebSocket session. */
+export type RouteKind = 'rest' | 'sse' | 'websocket';
 
 /** What a span of an endpoint counts (see core/usage/README.md, Metering). */
 export type Meter = 'tts-characters' | 'stt-audio' | 'none';

@@ -6,6 +6,7 @@
 import type { Snapshot } from '../config/snapshot.ts';
 import { CATALOGUES, matchEndpoint, parsePublicPath, type EndpointSpec } from '../catalogue/endpoints.ts';
 import type { IdentityResult } from '../identity/identity.ts';
+import { TOKEN_QUERY_PARAMETER } from '../identity/token.ts';
 import type { CheckInput, Decision, DecisionMetadata, Deny } from './types.ts';
 import { CANNOT_DECIDE, CANNOT_DECIDE_MESSAGE, statusOf, type DenyCode } from './denials.ts';
 import { readTtsBody } from './tts-body.ts';
@@ -21,8 +22,8 @@ const REMOVED_WHEN_KEY_SET: readonly string[] = CREDENTIAL_HEADERS.filter((h) =>
 /** Set by Envoy (`allow_partial_message`) and the edge on Check when the body was cut at the limit. */
 export const PARTIAL_BODY_HEADER = 'x-envoy-auth-partial-body';
 
-/** The query parameter browsers use to pass a token on WebSocket URLs. */
-export const TOKEN_QUERY_PARAMETER = 'token';
+// Re-exported: transports strip it by this name.
+export { TOKEN_QUERY_PARAMETER };
 
 export function decide(input: CheckInput, snapshot: Snapshot | undefined, identity: IdentityResult): Decision {
   if (!snapshot) {

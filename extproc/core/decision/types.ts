@@ -10,7 +10,7 @@ import type { DenyCode, DenyStatus } from './denials.ts';
 
 export type { DenyCode, DenyStatus };
 
-export type RouteKind = 'rest' | 'sse' | 'websocket';
+export type { RouteKind } from '../catalogue/endpoints.ts';
 
 /** What Envoy sends in `attributes.request.http`. */
 export interface CheckInput {

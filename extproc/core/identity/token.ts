@@ -2,7 +2,8 @@
  * Finds the caller's gateway token: `Authorization: Bearer …`, or — for browser WebSockets that
  * cannot set headers — the `token` query parameter.
  */
-import { TOKEN_QUERY_PARAMETER } from '../decision/decide.ts';
+/** The query parameter browsers use to pass a token on WebSocket URLs (they cannot set headers). */
+export const TOKEN_QUERY_PARAMETER = 'token';
 
 export type TokenLookup = { found: true; token: string } | { found: false; malformed: boolean };
 
