@@ -176,6 +176,12 @@ describe.each(ENVOY_FILES)('%s has the properties the gateway relies on', (file)
     expect(hcm['stream_idle_timeout']).toMatch(/^[1-9]\d*s$/);
   });
 
+  it('normalises paths and rejects escaped slashes, so routes see the path the provider will', () => {
+    expect(hcm['normalize_path']).toBe(true);
+    expect(hcm['merge_slashes']).toBe(true);
+    expect(hcm['path_with_escaped_slashes_action']).toBe('REJECT_REQUEST');
+  });
+
   it('runs ext_authz, then ext_proc, then the router', () => {
     expect(filters.map((f) => f.name)).toEqual([
       'envoy.filters.http.ext_authz',
