@@ -6,6 +6,7 @@
  * applies removals after sets and would delete the injected provider key.
  */
 import type * as protobuf from 'protobufjs';
+import type { DenyStatus } from '../../core/decision/denials.ts';
 import { denialBody, type Decision } from '../../core/decision/types.ts';
 import { toStruct, type ProtoStruct } from './struct.ts';
 
@@ -16,12 +17,13 @@ export const RPC_UNAUTHENTICATED = 16;
 export const RPC_UNAVAILABLE = 14;
 
 /** `envoy.type.v3.StatusCode` enum names for the statuses voicegate denies with. */
-export const HTTP_STATUS_NAMES: Readonly<Record<number, string>> = {
+export const HTTP_STATUS_NAMES: Readonly<Record<DenyStatus | 429 | 502 | 504, string>> = {
   400: 'BadRequest',
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'NotFound',
   413: 'PayloadTooLarge',
+  415: 'UnsupportedMediaType',
   429: 'TooManyRequests',
   502: 'BadGateway',
   503: 'ServiceUnavailable',

@@ -213,8 +213,45 @@ describe('model resolution', () => {
     // On a path-model route the model is known anyway: only the character count is lost.
     const pathRoute = allowed(decide(req('POST', '/smallest/waves/v1/lightning-v3.1/get_speech', truncated, { 'x-envoy-auth-partial-body': 'true' }), snapshot, alice));
     expect(pathRoute.metadata.characters).toBeUndefined();
-    // A complete body that is not JSON is the provider's to judge.
-    expect(allowed(decide(req('POST', '/smallest/waves/v1/tts', 'text=hi', { 'x-envoy-auth-partial-body': 'false' }), snapshot, alice)).metadata.model).toBe('lightning-v3.1');
+    // A complete body that is not a JSON object hides its model too: refused, not defaulted.
+    denied(decide(req('POST', '/smallest/waves/v1/tts', 'text=hi', { 'x-envoy-auth-partial-body': 'false' }), snapshot, alice), 400, 'invalid_body');
+  });
+
+  it('bodies the decision cannot read are refused, never decided on the default model', () => {
+    const json = JSON.stringify({ text: 'hi', model: 'lightning-large' });
+    const utf16 = new Uint8Array(Buffer.from(`\ufeff${json}`, 'utf16le'));
+    denied(decide({ ...req('POST', '/smallest/waves/v1/tts'), body: utf16 }, snapshot, alice), 400, 'invalid_body');
+    const notUtf8 = new Uint8Array([...Buffer.from('{"text":"'), 0xff, 0xfe, ...Buffer.from('","model":"lightning-large"}')]);
+    denied(decide({ ...req('POST', '/smallest/waves/v1/tts/live'), body: notUtf8 }, snapshot, alice), 400, 'invalid_body');
+    denied(decide(req('POST', '/smallest/waves/v1/tts', '[1,2]'), snapshot, alice), 400, 'invalid_body');
+    for (const encoding of ['gzip', 'deflate', 'br', 'GZIP, identity']) {
+      denied(decide(req('POST', '/smallest/waves/v1/tts', json, { 'content-encoding': encoding }), snapshot, alice), 415, 'unsupported_content_encoding');
+      denied(decide(req('POST', '/smallest/waves/v1/lightning-v3.1/get_speech', json, { 'content-encoding': encoding }), snapshot, alice), 415, 'unsupported_content_encoding');
+    }
+    expect(allowed(decide(req('POST', '/smallest/waves/v1/tts', JSON.stringify({ text: 'hi' }), { 'content-encoding': 'identity' }), snapshot, alice)).metadata.model).toBe('lightning-v3.1');
+    // Audio uploads are not inspected, so their encoding is the provider's business.
+    expect(decide(req('POST', '/smallest/waves/v1/pulse/get_text', 'RIFF', { 'content-encoding': 'gzip' }), snapshot, alice).kind).toBe('allow');
+  });
+
+  it('a JSON body naming a key twice is ambiguous, however the second is spelled', () => {
+    for (const body of [
+      '{"text":"hi","model":"lightning-v3.1","model":"lightning-large"}',
+      '{"text":"hi","model":"lightning-v3.1","mod\\u0065l":"lightning-large"}',
+      '{"text":"hi","text":"a much longer text"}',
+    ]) {
+      denied(decide(req('POST', '/smallest/waves/v1/tts', body), snapshot, alice), 400, 'ambiguous_parameter');
+    }
+    // The same name inside a nested object is not a top-level duplicate.
+    expect(allowed(decide(req('POST', '/smallest/waves/v1/tts', '{"text":"hi","x":{"model":"a"},"y":{"model":"b"}}'), snapshot, alice)).metadata.model).toBe('lightning-v3.1');
+  });
+
+  it('a path-model route refuses a body naming another model; the same model or its alias passes', () => {
+    const path = '/smallest/waves/v1/lightning-v3.1/get_speech';
+    denied(decide(req('POST', path, JSON.stringify({ text: 'hi', model: 'lightning-large' })), snapshot, alice), 400, 'model_conflict');
+    denied(decide(req('POST', path, JSON.stringify({ text: 'hi', model: 'no-such-model' })), snapshot, alice), 400, 'model_conflict');
+    denied(decide(req('POST', '/smallest/waves/v1/lightning-v3.1/stream', JSON.stringify({ text: 'hi', model: 'lightning-large' })), snapshot, alice), 400, 'model_conflict');
+    expect(allowed(decide(req('POST', path, JSON.stringify({ text: 'hi', model: 'lightning_v3.1' })), snapshot, alice)).metadata.model).toBe('lightning-v3.1');
+    expect(allowed(decide(req('POST', path, JSON.stringify({ text: 'hi', model: 'lightning-v3.1' })), snapshot, alice)).metadata.model).toBe('lightning-v3.1');
   });
 });
 

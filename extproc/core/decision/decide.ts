@@ -72,12 +72,27 @@ export function decide(input: CheckInput, snapshot: Snapshot | undefined, identi
   }
   const query = new URLSearchParams(parsed.query);
 
+  const encoding = spec.readsBody ? input.headers['content-encoding']?.trim().toLowerCase() : undefined;
+  if (encoding !== undefined && encoding !== '' && encoding !== 'identity') {
+    // A compressed body hides its `model` from the decision; a provider that inflates it would serve it.
+    return deny('unsupported_content_encoding', 'send the JSON body uncompressed (no Content-Encoding)', meta);
+  }
   const body = spec.readsBody && input.body ? readTtsBody(input.body) : undefined;
   if (body?.characters !== undefined) meta.characters = body.characters;
-  if (body && !body.json && spec.model === 'body-or-query' && input.headers[PARTIAL_BODY_HEADER] === 'true') {
-    // A cut body hides its `model`: deciding on the query or default model instead would let the
-    // provider serve whatever model the whole body names, on an account chosen for another one.
-    return deny('body_too_large', 'the request body is larger than the gateway inspects, so its "model" cannot be checked; send shorter text per request', meta);
+  if (body?.duplicateKey !== undefined) {
+    // Parsers disagree on which of two equal keys wins, so the provider could read another model.
+    return deny('ambiguous_parameter', `the JSON body names "${clip(body.duplicateKey)}" more than once`, meta);
+  }
+  if (body && !body.json && spec.model === 'body-or-query') {
+    // A body the decision cannot read hides its `model`: deciding on the query or default model
+    // instead would let the provider serve whatever model the whole body names, on an account
+    // chosen for another one (a body cut at the inspection limit, UTF-16, a BOM, not an object).
+    if (input.headers[PARTIAL_BODY_HEADER] === 'true') {
+      return deny('body_too_large', 'the request body is larger than the gateway inspects, so its "model" cannot be checked; send shorter text per request', meta);
+    }
+    if (input.body && input.body.byteLength > 0) {
+      return deny('invalid_body', 'the request body must be a JSON object in UTF-8', meta);
+    }
   }
 
   // The one place the `token` parameter is stripped: the plan and the observer use this path.
@@ -98,6 +113,10 @@ export function decide(input: CheckInput, snapshot: Snapshot | undefined, identi
   }
   meta.model = model.name;
   meta.model_type = model.type;
+  if (spec.model === 'path' && body?.model !== undefined && snapshot.models.get(parsed.provider)?.get(body.model) !== model) {
+    // The provider may honour the body's `model` over the path's; only one model may be decided.
+    return deny('model_conflict', `the body names model "${clip(body.model)}" but the path names "${model.name}"; send one model`, meta);
+  }
   if (spec.type && model.type !== spec.type) {
     return deny('model_type_mismatch', `model "${model.name}" is a ${model.type} model; ${spec.id} needs a ${spec.type} model`, meta);
   }
