@@ -74,7 +74,11 @@ export function buildSpan(f: ExchangeFacts): UsageSpan {
   const model = findModel(f.snapshot, provider, md.model ?? '');
   const allowed = f.decision === 'allow';
   const usage: Usage = allowed ? f.usage : { estimated: false };
-  const billable = allowed && isBillableStatus(f.status) && f.error === '';
+  // One rule for every transport and route kind: an exchange the provider answered with 2xx (or
+  // 101) is billed for what the meter counted, however it ended afterwards — cut by the upstream,
+  // the client or a gateway timeout mid-body. The provider has started (and charges for) the work;
+  // `error` says how it ended. Nothing answered, nothing billed.
+  const billable = allowed && isBillableStatus(f.status);
   const tc = traceContext(f.traceparent);
   const upstream = f.snapshot?.providers.get(provider)?.upstream;
   return {

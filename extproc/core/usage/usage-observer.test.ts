@@ -138,3 +138,40 @@ describe('edge usage observer', () => {
     ]);
   });
 });
+
+describe('billing of cut exchanges: one rule for every route kind', () => {
+  // The provider answered 2xx/101, so it served (and charges for) the work, however it ended.
+  const cuts: Array<[string, DecisionMetadata, Partial<Exchange>, string]> = [
+    ['REST cut by the upstream mid-body', { ...TTS, characters: 100 }, {}, 'upstream_reset'],
+    ['REST cut by a gateway timeout mid-body', { ...TTS, characters: 100 }, {}, 'upstream_timeout'],
+    ['SSE the client walked away from', { ...TTS, route_kind: 'sse', endpoint: 'tts.sse', characters: 100 }, { routeKind: 'sse' }, 'client_aborted'],
+  ];
+  for (const [name, md, x, error] of cuts) {
+    it(`${name}: billed for the characters, the error recorded`, () => {
+      const { sink, open } = setup();
+      const o = open(x, md);
+      o.responseStart(200, { 'content-type': 'audio/wav' });
+      o.responseChunk(new Uint8Array(10));
+      o.end({ status: 200, error });
+      expect(sink.spans[0]).toMatchObject({ status: 200, error, characters: 100, costUsd: '0.00195' });
+    });
+  }
+
+  it('a TTS WebSocket cut by the upstream is billed the same way', () => {
+    const { sink, open } = setup();
+    const o = open({ routeKind: 'websocket', method: 'GET', pathWithQuery: '/smallest/waves/v1/lightning-v3.1/get_speech/stream' }, { ...TTS, route_kind: 'websocket', endpoint: 'tts.ws' });
+    o.responseStart(101, {});
+    o.clientMessage(enc(JSON.stringify({ text: 'x'.repeat(100) })), false);
+    o.end({ status: 101, closeCode: 1006, error: 'upstream_reset' });
+    expect(sink.spans[0]).toMatchObject({ status: 101, error: 'upstream_reset', costUsd: '0.00195' });
+  });
+
+  it('nothing answered, nothing billed: a 504 before the head, a client gone before the head', () => {
+    for (const [status, error] of [[504, 'upstream_timeout'], [0, 'client_aborted'], [502, 'upstream_unreachable']] as const) {
+      const { sink, open } = setup();
+      const o = open({}, { ...TTS, characters: 100 });
+      o.end({ status, error });
+      expect(sink.spans[0]).toMatchObject({ status, error, costUsd: '0' });
+    }
+  });
+});
