@@ -13,10 +13,13 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { connect } from 'nats';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../edge/helpers.ts';
-import { eventually } from '../usage/helpers.ts';
+import { eventually, makeSpan } from '../usage/helpers.ts';
+import { encodeSpan } from '../../extproc/core/usage/span.ts';
+import { ensureSpanStream, spanSubject } from '../../extproc/adapters/nats/span-stream.ts';
 import { EXAMPLES_DIR, exampleConfigText, REPO_ROOT } from '../e2e/stack.ts';
 import { startPrivatePostgres, type PrivatePostgres } from '../setup/private-postgres.ts';
 
@@ -54,6 +57,7 @@ describe('a PostgreSQL restart under traffic', () => {
   let stderr = '';
   let edgeUrl = '';
   let token = '';
+  let startStream = '';
 
   beforeAll(async () => {
     postgres = await startPrivatePostgres();
@@ -61,12 +65,13 @@ describe('a PostgreSQL restart under traffic', () => {
     await cp(join(EXAMPLES_DIR, 'dev'), join(dir, 'dev'), { recursive: true });
     await writeFile(join(dir, 'voicegate.yaml'), await exampleConfigText(`http://127.0.0.1:${await freePort()}`));
     const unique = `${process.pid}_${Date.now()}`;
+    startStream = `VG_PGRESTART_${unique}`;
     child = spawn(
       process.execPath,
       ['bin/voicegate.js', 'start', '--config', join(dir, 'voicegate.yaml'), '--port', '0', '--grpc-port', '0', '--http-port', '0', '--spool-dir', join(dir, 'spool')],
       {
         cwd: REPO_ROOT,
-        env: { ...process.env, NATS_URL, DATABASE_URL: postgres.url, VOICEGATE_STREAM: `VG_PGRESTART_${unique}`, VOICEGATE_SUBJECT_PREFIX: `vg.pgrestart.${unique}` },
+        env: { ...process.env, NATS_URL, DATABASE_URL: postgres.url, VOICEGATE_STREAM: startStream, VOICEGATE_SUBJECT_PREFIX: `vg.pgrestart.${unique}` },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
@@ -85,6 +90,9 @@ describe('a PostgreSQL restart under traffic', () => {
       await exited;
     }
     await postgres?.destroy();
+    const nc = await connect({ servers: NATS_URL });
+    await (await nc.jetstreamManager()).streams.delete(startStream).catch(() => undefined);
+    await nc.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -138,4 +146,54 @@ describe('a PostgreSQL restart under traffic', () => {
       await postgres.start();
     }
   }, 60_000);
+
+  it('a running aggregator reports not ready while the database is away, stays alive, and catches up', async () => {
+    const unique = `${process.pid}_${Date.now()}`;
+    const stream = `VG_AGGREADY_${unique}`;
+    const prefix = `vg.aggready.${unique}`;
+    const nc = await connect({ servers: NATS_URL });
+    const js = nc.jetstream();
+    await ensureSpanStream(await nc.jetstreamManager(), { name: stream, subjectPrefix: prefix });
+    const publish = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const span = makeSpan();
+        await js.publish(spanSubject(prefix, span), encodeSpan(span), { msgID: span.spanId });
+      }
+    };
+    const sidePort = await freePort();
+    const agg = spawn(process.execPath, ['bin/voicegate.js', 'aggregator', '--http-port', String(sidePort)], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, NATS_URL, DATABASE_URL: postgres.url, VOICEGATE_STREAM: stream, VOICEGATE_SUBJECT_PREFIX: prefix, VOICEGATE_DURABLE: `agg_${unique}` },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let aggErr = '';
+    agg.stderr!.setEncoding('utf8').on('data', (s: string) => (aggErr += s));
+    const ready = async () => (await fetch(`http://127.0.0.1:${sidePort}/readyz`).catch(() => undefined))?.status;
+    const gauge = async () => /voicegate_dependency_up\{dependency="postgres"\} (\d)/.exec(await (await fetch(`http://127.0.0.1:${sidePort}/metrics`)).text())?.[1];
+    try {
+      await eventually(async () => (await ready()) === 200, 30_000, 'aggregator ready');
+      const before = await spanCount(postgres.url);
+      await publish(3);
+      await eventually(async () => (await spanCount(postgres.url)) === before + 3, 20_000, 'first spans rolled up');
+
+      await postgres.stop();
+      await eventually(async () => (await ready()) === 503, 10_000, 'not ready while PostgreSQL is away');
+      expect(await gauge()).toBe('0');
+      await publish(4);
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(agg.exitCode).toBeNull();
+
+      await postgres.start();
+      await eventually(async () => (await ready()) === 200, 15_000, 'ready again');
+      expect(await gauge()).toBe('1');
+      await eventually(async () => (await spanCount(postgres.url)) === before + 7, 30_000, 'the outage spans rolled up');
+      expect(aggErr).toContain('postgres is away');
+    } finally {
+      const exited = new Promise((r) => agg.once('exit', r));
+      agg.kill('SIGTERM');
+      await exited;
+      await (await nc.jetstreamManager()).streams.delete(stream).catch(() => undefined);
+      await nc.close();
+    }
+  }, 120_000);
 });

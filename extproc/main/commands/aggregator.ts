@@ -6,6 +6,7 @@ import { defineCommand, serve } from '../command.ts';
 import { startAggregator } from '../components/aggregator.ts';
 import { natsComponent, poolComponent } from '../components/connections.ts';
 import { consumerComponent } from '../components/consumers.ts';
+import { dependencyHealth, postgresProbe, watchNats } from '../components/health.ts';
 import { sidePortComponent } from '../components/listeners.ts';
 import { telemetryComponent } from '../components/telemetry.ts';
 import { AGGREGATOR_OPTIONS } from '../options.ts';
@@ -16,6 +17,8 @@ export const aggregatorCommand = defineCommand('consume usage spans from NATS in
   collectDefaultMetrics({ register: registry });
   const nats = natsComponent(o.nats, 'voicegate-aggregator');
   const db = poolComponent(o.database);
+  const health = dependencyHealth(registry, ['nats', 'postgres'], logger);
+  const watch = { name: 'NATS watch', start: async () => watchNats(nats.connection, health), drain() {}, close: async () => {} };
   const aggregator = consumerComponent('aggregator', () =>
     startAggregator({
       nc: nats.connection,
@@ -29,8 +32,8 @@ export const aggregatorCommand = defineCommand('consume usage spans from NATS in
       ...(o.ackWait ? { ackWaitMs: o.ackWait } : {}),
     }),
   );
-  const side = o.httpPort === undefined ? [] : [sidePortComponent({ port: o.httpPort, registry, ready: () => true })];
-  return serve(ctx, [telemetryComponent('voicegate-aggregator'), nats, db, ...side, aggregator], o.drainDelay, () => {
+  const side = o.httpPort === undefined ? [] : [sidePortComponent({ port: o.httpPort, registry, ready: () => health.ready() })];
+  return serve(ctx, [telemetryComponent('voicegate-aggregator'), nats, watch, db, postgresProbe(db.pool, health), ...side, aggregator], o.drainDelay, () => {
     logger.info({ stream: o.stream, durable: o.durable }, 'aggregator running');
   });
 });

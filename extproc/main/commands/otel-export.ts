@@ -6,6 +6,7 @@ import { usageMetrics } from '../../adapters/prometheus/usage-metrics.ts';
 import { defineCommand, serve } from '../command.ts';
 import { natsComponent } from '../components/connections.ts';
 import { consumerComponent } from '../components/consumers.ts';
+import { dependencyHealth, watchNats } from '../components/health.ts';
 import { sidePortComponent } from '../components/listeners.ts';
 import { startOtelExport } from '../components/otel-export.ts';
 import { telemetryComponent } from '../components/telemetry.ts';
@@ -17,11 +18,13 @@ export const otelExportCommand = defineCommand('consume usage spans from NATS an
   collectDefaultMetrics({ register: registry });
   const endpoint = tracesUrl(o.endpoint);
   const nats = natsComponent(o.nats, 'voicegate-otel-export');
+  const health = dependencyHealth(registry, ['nats'], logger);
+  const watch = { name: 'NATS watch', start: async () => watchNats(nats.connection, health), drain() {}, close: async () => {} };
   const exporter = consumerComponent('otel export', () =>
     startOtelExport({ nc: nats.connection, endpoint, logger, name: o.stream, subjectPrefix: o.subjectPrefix, durable: o.durable, metrics: usageMetrics(registry) }),
   );
-  const side = o.httpPort === undefined ? [] : [sidePortComponent({ port: o.httpPort, registry, ready: () => true })];
-  return serve(ctx, [telemetryComponent('voicegate-otel-export'), nats, ...side, exporter], o.drainDelay, () => {
+  const side = o.httpPort === undefined ? [] : [sidePortComponent({ port: o.httpPort, registry, ready: () => health.ready() })];
+  return serve(ctx, [telemetryComponent('voicegate-otel-export'), nats, watch, ...side, exporter], o.drainDelay, () => {
     logger.info({ endpoint }, 'otel export running');
   });
 });
