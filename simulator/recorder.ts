@@ -10,6 +10,35 @@ export interface RecordedRequest {
   upgrade: boolean;
 }
 
+/** One client message received on a TTS WebSocket. */
+export interface RecordedFrame {
+  /** Path and query of the upgrade that opened the socket. */
+  url: string;
+  binary: boolean;
+  /** The message as UTF-8 text (binary ones too), cut at {@link MAX_RECORDED_FRAME_CHARS}. */
+  text: string;
+  bytes: number;
+}
+
+export const MAX_RECORDED_FRAME_CHARS = 4096;
+
+/** Fixed-size ring of recorded client frames (oldest dropped first). */
+export class FrameRecorder {
+  readonly #ring: RecordedFrame[] = [];
+
+  constructor(readonly capacity = 1000) {}
+
+  record(url: string | undefined, data: Buffer, binary: boolean): void {
+    if (this.#ring.length === this.capacity) this.#ring.shift();
+    this.#ring.push({ url: url ?? '/', binary, text: data.subarray(0, MAX_RECORDED_FRAME_CHARS * 4).toString('utf8').slice(0, MAX_RECORDED_FRAME_CHARS), bytes: data.length });
+  }
+
+  /** Oldest first. */
+  list(): RecordedFrame[] {
+    return [...this.#ring];
+  }
+}
+
 /** Fixed-size ring of recorded requests (oldest dropped first). */
 export class RequestRecorder {
   readonly #ring: (RecordedRequest | undefined)[];

@@ -3,6 +3,8 @@
  * `/waves/v1/X` are the same API, so both prefixes reach every route.
  */
 
+import type { VoiceOp } from './voices.ts';
+
 export type TtsMode = 'sync' | 'sse' | 'ws';
 export type SttMode = 'rest' | 'ws';
 
@@ -12,6 +14,8 @@ export type Route =
   | { readonly kind: 'tts'; readonly mode: TtsMode; readonly model: string | undefined }
   /** `model` is the path's model; undefined on unified routes (model comes from `?model=`). */
   | { readonly kind: 'stt'; readonly mode: SttMode; readonly model: string | undefined }
+  /** The voice catalogue (`get_voices`) and the key's cloned voices; `model` is the path's. */
+  | { readonly kind: 'voices'; readonly op: VoiceOp; readonly model: string }
   | { readonly kind: 'method_not_allowed' }
   | { readonly kind: 'not_found' };
 
@@ -55,9 +59,21 @@ export function matchRoute(method: string, pathname: string, upgrade: boolean): 
       return upgrade ? { kind: 'stt', mode: 'ws', model: undefined } : NOT_ALLOWED;
   }
   const slash = p.indexOf('/');
+  if (slash === -1 && p !== '') {
+    // `DELETE /waves/v1/lightning-large` with `{"voiceId"}` deletes a cloned voice.
+    if (upgrade) return NOT_FOUND;
+    return method === 'DELETE' ? { kind: 'voices', op: 'delete', model: p } : NOT_FOUND;
+  }
   if (slash <= 0) return NOT_FOUND;
   const model = p.slice(0, slash);
+  const get = method === 'GET';
   switch (p.slice(slash + 1)) {
+    case 'get_voices':
+      return upgrade ? NOT_FOUND : get ? { kind: 'voices', op: 'list', model } : NOT_ALLOWED;
+    case 'get_cloned_voices':
+      return upgrade ? NOT_FOUND : get ? { kind: 'voices', op: 'cloned_list', model } : NOT_ALLOWED;
+    case 'add_voice':
+      return upgrade ? NOT_FOUND : post ? { kind: 'voices', op: 'clone', model } : NOT_ALLOWED;
     case 'get_speech':
       return upgrade ? NOT_FOUND : post ? { kind: 'tts', mode: 'sync', model } : NOT_ALLOWED;
     case 'stream':

@@ -16,7 +16,7 @@ import { Accounts, type AccountState, type SimulatorAccount } from './accounts.t
 import type { SimContext } from './context.ts';
 import { headerValue, rejectUpgrade, sendJson } from './http-util.ts';
 import { INSTANT, REALISTIC_DEFAULTS, sleep, type Pacing } from './pacing.ts';
-import { RequestRecorder, type RecordedRequest } from './recorder.ts';
+import { FrameRecorder, RequestRecorder, type RecordedFrame, type RecordedRequest } from './recorder.ts';
 import { matchRoute, splitTarget, type Route } from './routes.ts';
 import { RATE_LIMIT_BODY, readScript, scriptedBody } from './scripting.ts';
 import { parseSttOptions, sttModelServed } from './stt-options.ts';
@@ -26,9 +26,10 @@ import { DEFAULT_TTS_MODEL } from './tts-request.ts';
 import { modelRefusal } from './tts-model.ts';
 import { handleTtsRest } from './tts-rest.ts';
 import { idleTimeoutSec, TtsSocketSession } from './tts-ws.ts';
+import { handleVoices } from './voices.ts';
 
 export type { SimulatorAccount } from './accounts.ts';
-export type { RecordedRequest } from './recorder.ts';
+export type { RecordedFrame, RecordedRequest } from './recorder.ts';
 
 export interface SimulatorOptions {
   host?: string;
@@ -53,6 +54,8 @@ export interface SimulatorHandle {
   port: number;
   /** Requests and upgrades received, oldest first (the last 1000). */
   requests(): RecordedRequest[];
+  /** Client messages received on TTS WebSockets, oldest first (the last 1000). */
+  frames(): RecordedFrame[];
   close(): Promise<void>;
 }
 
@@ -76,6 +79,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorH
     accounts: new Accounts(opts.accounts),
     wsConnectionsPerUnit: opts.wsConnectionsPerUnit ?? DEFAULT_WS_CONNECTIONS_PER_UNIT,
     allowQueryToken: opts.allowQueryToken ?? false,
+    frames: new FrameRecorder(1000),
   };
   const recorder = new RequestRecorder(1000);
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
@@ -109,6 +113,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorH
     url: `http://${urlHost}:${port}`,
     port,
     requests: () => recorder.list(),
+    frames: () => ctx.frames.list(),
     close: async () => {
       for (const c of wss.clients) c.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
@@ -131,6 +136,10 @@ async function onRequest(ctx: SimContext, req: IncomingMessage, res: ServerRespo
     await sleep(script.delayMs);
     req.resume();
     return sendJson(res, script.status, scriptedBody(script.status));
+  }
+  if (route.kind === 'voices') {
+    await sleep(script.delayMs);
+    return handleVoices(req, res, auth.account, route.op, route.model);
   }
   if (route.kind === 'tts') {
     if (route.mode === 'ws') return sendJson(res, 405, { error: 'Method Not Allowed' });
@@ -164,6 +173,7 @@ function upgradeTts(ctx: SimContext, wss: WebSocketServer, req: IncomingMessage,
   // ws completes the handshake synchronously (no verifyClient), so the check above and the
   // session's count below happen in one tick and parallel upgrades cannot overshoot the cap
   wss.handleUpgrade(req, socket, head, (ws) => {
+    ws.on('message', (data, isBinary) => ctx.frames.record(req.url, data as Buffer, isBinary));
     new TtsSocketSession(ws, ctx, account, idleTimeoutSec(query));
   });
 }

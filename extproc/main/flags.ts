@@ -69,3 +69,15 @@ export const DELAY_MS = z
     const m = /^(\d+)(ms|s|m)?$/.exec(text)!;
     return Number(m[1]) * (m[2] === 's' ? 1000 : m[2] === 'm' ? 60_000 : 1);
   });
+
+export const NON_NEGATIVE_INT = z.string().regex(/^\d+$/, 'must be a non-negative integer').transform(Number).refine(Number.isSafeInteger, 'is too large');
+
+/** `65536`, `64KiB`, `16MiB`, `1GiB`: a size in bytes, above 0. */
+export const BYTES = z
+  .string()
+  .regex(/^[1-9]\d*(KiB|MiB|GiB)?$/, 'must be a number of bytes above 0, or a size like 64KiB, 16MiB, 1GiB')
+  .transform((text) => {
+    const m = /^(\d+)(KiB|MiB|GiB)?$/.exec(text)!;
+    return Number(m[1]) * (m[2] === 'KiB' ? 1024 : m[2] === 'MiB' ? 1024 ** 2 : m[2] === 'GiB' ? 1024 ** 3 : 1);
+  })
+  .refine(Number.isSafeInteger, 'is too large');

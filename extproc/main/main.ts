@@ -10,6 +10,7 @@
  */
 import type { Command, RunContext } from './command.ts';
 import { aggregatorCommand } from './commands/aggregator.ts';
+import { certsCommand } from './commands/certs.ts';
 import { edgeCommand } from './commands/edge.ts';
 import { extprocCommand } from './commands/extproc.ts';
 import { otelExportCommand } from './commands/otel-export.ts';
@@ -26,6 +27,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   extproc: extprocCommand,
   edge: edgeCommand,
   token: tokenCommand,
+  certs: certsCommand,
   aggregator: aggregatorCommand,
   'otel-export': otelExportCommand,
   usage: usageCommand,

@@ -9,7 +9,11 @@ import { DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX } from '../adapters/nats/span-st
 import { USAGE_DIMENSIONS } from '../adapters/postgres/usage-query.ts';
 import { DEFAULT_AGGREGATOR_DURABLE } from './components/aggregator.ts';
 import { DEFAULT_OTEL_DURABLE } from './components/otel-export.ts';
-import { DELAY_MS, flag, mandatory, oneOf, optional, PORT, POSITIVE_INT, SWITCH, TEXT, withDefault, type Flag } from './flags.ts';
+import { BYTES, DELAY_MS, flag, mandatory, NON_NEGATIVE_INT, oneOf, optional, PORT, POSITIVE_INT, SWITCH, TEXT, withDefault, type Flag } from './flags.ts';
+import { DEFAULT_DECISION_BODY_TIMEOUT_MS, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS } from '../adapters/edge/server.ts';
+import { DEFAULT_MAX_PAYLOAD_BYTES as DEFAULT_WS_MAX_PAYLOAD_BYTES } from '../adapters/edge/ws-proxy.ts';
+import { DEFAULT_SPAN_FILE_KEEP, DEFAULT_SPAN_FILE_MAX_BYTES } from '../adapters/files/file-sink.ts';
+import { DEFAULT_SPOOL_MAX_BYTES } from '../adapters/nats/spool.ts';
 import { parseDurationSeconds } from './duration.ts';
 
 export const DEFAULT_START_CONFIG = 'examples/voicegate.yaml';
@@ -31,8 +35,10 @@ export const DEFAULT_DRAIN_DELAY_MS = 0;
 export const DEFAULT_EDGE_AUTHZ_TIMEOUT_MS = 1000;
 export const DEFAULT_TOKEN_TTL_SECONDS = 3600;
 export const DEFAULT_USAGE_SINCE = '30d';
+export const DEFAULT_CERTS_DIR = '.voicegate/certs';
+export const DEFAULT_CERT_DAYS = 365;
 
-const AUTHZ = z.string().refine((v) => v === 'inproc' || /^grpc:\/\/[^/]+:\d+$/.test(v), 'must be "inproc" or grpc://host:port');
+const AUTHZ = z.string().refine((v) => v === 'inproc' || /^grpc:\/\/[^/]+:\d+$/.test(v) || /^unix:\/.+/.test(v), 'must be "inproc", grpc://host:port or unix:/path');
 const TTL = z.string().transform((t, ctx) => parseDurationSeconds(t) ?? (ctx.addIssue({ code: 'custom', message: 'must look like 90s, 15m, 1h or 7d' }), z.NEVER));
 const LIST = z.array(TEXT);
 
@@ -54,15 +60,44 @@ export const FLAGS = {
 
 const spanStream = { nats: FLAGS.nats, stream: FLAGS.stream, subjectPrefix: FLAGS.subjectPrefix };
 
+// A zero deadline would switch the bound off; these exist to bound what a caller holds.
+const DEADLINE_MS = DELAY_MS.refine((ms) => ms > 0, 'must be above 0');
+
+/** The edge's bounds on what a caller can hold before and around the decision (`edge`, `start`). */
+const edgeLimits = {
+  headersTimeout: flag({ flag: 'headers-timeout', value: 'MS', help: 'time a client has to send its whole request head (ms, or 10s)', fallback: DEFAULT_HEADERS_TIMEOUT_MS, schema: DEADLINE_MS }),
+  decisionBodyTimeout: flag({ flag: 'decision-body-timeout', value: 'MS', help: 'time a client has to send the body bytes the decision reads; past it 408 request_timeout', fallback: DEFAULT_DECISION_BODY_TIMEOUT_MS, schema: DEADLINE_MS }),
+  maxConnections: flag({ flag: 'max-connections', value: 'N', help: 'client connections the edge holds at once; further ones are closed at accept', fallback: DEFAULT_MAX_CONNECTIONS, schema: POSITIVE_INT }),
+  maxWsPayload: flag({ flag: 'max-ws-payload', value: 'BYTES', help: 'largest WebSocket message on either leg (bytes, or 64KiB, 16MiB); larger closes with 1009', fallback: DEFAULT_WS_MAX_PAYLOAD_BYTES, schema: BYTES }),
+};
+
+/** Disk bounds of the usage spans (every command that records them). */
+const usageFiles = {
+  spoolMaxBytes: flag({ flag: 'spool-max-bytes', value: 'BYTES', help: 'cap of the NATS spool file (bytes, or 256MiB); when full the newest spans are dropped and counted', fallback: DEFAULT_SPOOL_MAX_BYTES, schema: BYTES }),
+  spanFileMaxBytes: flag({ flag: 'span-file-max-bytes', value: 'BYTES', help: 'without NATS: rotate spans.jsonl at this size (bytes, or 64MiB)', fallback: DEFAULT_SPAN_FILE_MAX_BYTES, schema: BYTES }),
+  spanFileKeep: flag({ flag: 'span-file-keep', value: 'N', help: 'rotated span files kept (spans.jsonl.1 …)', fallback: DEFAULT_SPAN_FILE_KEEP, schema: NON_NEGATIVE_INT }),
+};
+
+/** Peer authentication of the gRPC services (mutual TLS), shared by `extproc` and `start`. */
+const grpcTls = {
+  tlsCert: optional({ flag: 'tls-cert', value: 'FILE', env: 'VOICEGATE_TLS_CERT', help: 'gRPC server certificate (PEM); with --tls-key and --tls-ca, mutual TLS', schema: TEXT }),
+  tlsKey: optional({ flag: 'tls-key', value: 'FILE', env: 'VOICEGATE_TLS_KEY', help: 'private key of --tls-cert (PEM)', schema: TEXT }),
+  tlsCa: optional({ flag: 'tls-ca', value: 'FILE', env: 'VOICEGATE_TLS_CA', help: 'CA every gRPC client certificate must be issued by (PEM)', schema: TEXT }),
+  insecure: flag({ flag: 'insecure', help: 'serve gRPC without TLS on a non-loopback --host (anyone reaching it gets provider keys)', fallback: false, schema: SWITCH }),
+};
+
 export const START_OPTIONS = {
   config: withDefault(FLAGS.config, DEFAULT_START_CONFIG),
   host: withDefault(FLAGS.host, DEFAULT_LOCAL_HOST),
   port: withDefault({ ...FLAGS.port, help: 'port of the embedded edge' }, DEFAULT_EDGE_PORT),
+  ...edgeLimits,
   grpcPort: FLAGS.grpcPort,
   httpPort: withDefault({ ...FLAGS.httpPort, help: 'side port: /metrics, /healthz, /readyz, /usage' }, DEFAULT_START_HTTP_PORT),
+  ...grpcTls,
   simulator: flag({ flag: 'simulator', value: 'auto|off', help: 'run the bundled simulator when the upstream is a loopback address', fallback: 'auto', schema: oneOf(['auto', 'off']) }),
   profile: flag({ flag: 'profile', value: 'realistic|instant', help: "the simulator's latency profile", fallback: 'realistic', schema: oneOf(['realistic', 'instant']) }),
   spoolDir: withDefault(FLAGS.spoolDir, DEFAULT_START_SPOOL_DIR),
+  ...usageFiles,
   ...spanStream,
   database: FLAGS.database,
   durable: FLAGS.durable,
@@ -71,10 +106,14 @@ export const START_OPTIONS = {
 
 export const EXTPROC_OPTIONS = {
   config: mandatory(FLAGS.config),
-  host: withDefault(FLAGS.host, DEFAULT_PUBLIC_HOST),
+  // Loopback unless told otherwise: these services hand out provider keys.
+  host: withDefault(FLAGS.host, DEFAULT_LOCAL_HOST),
   port: withDefault({ ...FLAGS.port, help: 'port of the gRPC services Envoy calls' }, DEFAULT_GRPC_PORT),
+  socket: optional({ flag: 'socket', value: 'PATH', help: 'serve gRPC on this Unix socket (mode 0600) instead of --host:--port', schema: TEXT }),
+  ...grpcTls,
   httpPort: withDefault(FLAGS.httpPort, DEFAULT_EXTPROC_HTTP_PORT),
   spoolDir: withDefault(FLAGS.spoolDir, DEFAULT_EXTPROC_SPOOL_DIR),
+  ...usageFiles,
   ...spanStream,
   drainDelay: FLAGS.drainDelay,
 };
@@ -84,11 +123,25 @@ export const EDGE_OPTIONS = {
   host: withDefault(FLAGS.host, DEFAULT_PUBLIC_HOST),
   port: withDefault({ ...FLAGS.port, help: 'port of the edge (the public listener)' }, DEFAULT_EDGE_PORT),
   authz: flag({ flag: 'authz', value: 'inproc|grpc://HOST:PORT', help: 'decide in process, or ask `voicegate extproc` over gRPC', fallback: 'inproc', schema: AUTHZ }),
+  authzCa: optional({ flag: 'authz-ca', value: 'FILE', help: "verify the gRPC decision service's certificate against this CA (PEM); turns on TLS", schema: TEXT }),
+  authzCert: optional({ flag: 'authz-cert', value: 'FILE', help: 'client certificate presented to the gRPC decision service (PEM)', schema: TEXT }),
+  authzKey: optional({ flag: 'authz-key', value: 'FILE', help: 'private key of --authz-cert (PEM)', schema: TEXT }),
+  authzServerName: optional({ flag: 'authz-server-name', value: 'NAME', help: "name the decision service's certificate must carry (default: the --authz host)", schema: TEXT }),
   authzTimeout: flag({ flag: 'authz-timeout', value: 'MS', help: 'deadline of each gRPC decision (ms, or 1s); past it the answer is 503 authz_unavailable', fallback: DEFAULT_EDGE_AUTHZ_TIMEOUT_MS, schema: DELAY_MS }),
+  ...edgeLimits,
   httpPort: withDefault(FLAGS.httpPort, DEFAULT_EDGE_HTTP_PORT),
   spoolDir: withDefault(FLAGS.spoolDir, DEFAULT_EDGE_SPOOL_DIR),
+  ...usageFiles,
   ...spanStream,
   drainDelay: FLAGS.drainDelay,
+};
+
+export const CERTS_OPTIONS = {
+  out: flag({ flag: 'out', value: 'DIR', help: 'folder of the CA, server and client certificates', fallback: DEFAULT_CERTS_DIR, schema: TEXT }),
+  name: flag({ flag: 'name', value: 'NAME', help: 'another DNS name or IP of the server certificate (repeatable; localhost, 127.0.0.1 and ::1 always)', multiple: true, fallback: [] as string[], schema: LIST }),
+  days: flag({ flag: 'days', value: 'N', help: 'validity in days', fallback: DEFAULT_CERT_DAYS, schema: POSITIVE_INT }),
+  force: flag({ flag: 'force', help: 'replace an existing set (otherwise a complete set is kept)', fallback: false, schema: SWITCH }),
+  owner: optional({ flag: 'owner', value: 'UID:GID', help: 'give the files to this user (needs root; for container volumes)', schema: z.string().regex(/^\d+:\d+$/, 'must be UID:GID').transform((v) => { const [uid, gid] = v.split(':').map(Number) as [number, number]; return { uid, gid }; }) }),
 };
 
 export const TOKEN_OPTIONS = {

@@ -1,7 +1,9 @@
 /**
  * The one wiring of usage sinks. With NATS: spans are published (spooled while NATS is away), and
  * with PostgreSQL too an aggregator runs in process, so `voicegate usage` shows roll-ups at once.
- * Without NATS: spans go to `<spoolDir>/spans.jsonl` plus one log line per request.
+ * Without NATS: spans go to `<spoolDir>/spans.jsonl` (rotated by size) plus one log line per
+ * request. The NATS spool in the same folder is `spool.jsonl`, a different file, so spans written
+ * in file mode are never replayed to NATS as if they had been spooled.
  */
 import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
@@ -35,6 +37,11 @@ export interface UsagePipelineOptions {
   readonly durable?: string;
   /** The `voicegate_usage_*` families, on the registry the process serves. */
   readonly metrics?: UsageMetrics;
+  /** Cap of the NATS spool file (default 256 MiB); past it the newest spans are dropped and counted. */
+  readonly spoolMaxBytes?: number;
+  /** Size at which `spans.jsonl` is rotated (default 64 MiB) and how many rotated files stay (default 5). */
+  readonly spanFileMaxBytes?: number;
+  readonly spanFileKeep?: number;
 }
 
 export interface UsagePipeline {
@@ -48,7 +55,10 @@ export async function createUsagePipeline(opts: UsagePipelineOptions): Promise<U
   const observerFor = (sink: SpanSink) =>
     createUsageObserverFactory({ sink, onError: (err) => log.error({ err }, 'usage span failed') });
   if (!opts.natsUrl) {
-    const sink = new FileSpanSink(join(opts.spoolDir, 'spans.jsonl'), log);
+    const sink = new FileSpanSink(join(opts.spoolDir, 'spans.jsonl'), log, {
+      ...(opts.spanFileMaxBytes !== undefined ? { maxBytes: opts.spanFileMaxBytes } : {}),
+      ...(opts.spanFileKeep !== undefined ? { keep: opts.spanFileKeep } : {}),
+    });
     log.info({ path: sink.path }, 'NATS_URL not set: usage spans go to a local file');
     return { sink, observe: observerFor(sink), close: () => sink.close() };
   }
@@ -57,7 +67,14 @@ export async function createUsagePipeline(opts: UsagePipelineOptions): Promise<U
     ...(opts.subjectPrefix ? { subjectPrefix: opts.subjectPrefix } : {}),
   };
   const metrics = opts.metrics ? { metrics: opts.metrics } : {};
-  const sink = await NatsSpanSink.start({ servers: opts.natsUrl, spoolDir: opts.spoolDir, logger: log, ...streamOpts, ...metrics });
+  const sink = await NatsSpanSink.start({
+    servers: opts.natsUrl,
+    spoolDir: opts.spoolDir,
+    logger: log,
+    ...streamOpts,
+    ...metrics,
+    ...(opts.spoolMaxBytes !== undefined ? { spoolMaxBytes: opts.spoolMaxBytes } : {}),
+  });
   let stopped = false;
   let nc: NatsConnection | undefined;
   let pool: pg.Pool | undefined;

@@ -53,7 +53,7 @@ beforeAll(async () => {
   const snapshot = await loadTestSnapshot(
     [
       { issuer: ISS_INLINE, keys: [...inlineKeys.values()] },
-      { issuer: ISS_REMOTE, jwksUrl: `${jwks.url}/remote/jwks.json` },
+      { issuer: ISS_REMOTE, name: 'remote', jwksUrl: `${jwks.url}/remote/jwks.json` },
     ],
     keys,
   );
@@ -141,9 +141,11 @@ describe('every signing algorithm, inline JWKS and jwks_url', () => {
         const token = await sign(set.get(alg)!, claims(issuer, 'alice', ['voice']));
         const req = ttsSync(token);
         const meta = expectAllow(await client.check(req), req, token, keys.tts);
+        // The remote issuer is named `remote`: its users and teams are qualified with it.
+        const q = issuer === ISS_REMOTE ? 'remote:' : '';
         expect(meta).toMatchObject({
-          user: 'alice',
-          teams: 'voice',
+          user: `${q}alice`,
+          teams: `${q}voice`,
           provider: 'smallest',
           model: 'lightning-v3.1',
           model_type: 'tts',
@@ -300,10 +302,23 @@ describe('entitlements', () => {
     expectDeny(await client.check({ method: 'GET', path: '/smallest/waves/v1/stt/live?model=pulse', headers: bearer(token) }), 'Forbidden', 'not_entitled', token);
   });
 
-  it('a team sent as a space-separated string counts too', async () => {
-    const token = await tokenFor('carol', [], { teams: 'design voice' });
-    const req = ttsSync(token);
-    expect(expectAllow(await client.check(req), req, token, keys.tts)['teams']).toBe('design,voice');
+  it('a team claim that is a string, not an array, is refused (never split into teams)', async () => {
+    for (const teams of ['design voice', 'voice', 'design,voice']) {
+      const token = await tokenFor('carol', [], { teams });
+      const err = expectDeny(await client.check(ttsSync(token)), 'Unauthorized', 'invalid_claims', token);
+      expect(err.message).toContain('"teams" claim must be an array of strings');
+    }
+  });
+
+  it('two issuers, one sub: the remote issuer\'s alice and bob are other people than the inline issuer\'s', async () => {
+    // The remote issuer's bob is remote:bob (a collaborator under that name), not the inline bob.
+    const remoteBob = await sign(remoteKeys.get('ES256')!, claims(ISS_REMOTE, 'bob'));
+    const stt: ClientRequest = { method: 'POST', path: '/smallest/waves/v1/pulse/get_text', headers: bearer(remoteBob) };
+    expect(expectAllow(await client.check(stt), stt, remoteBob, keys.stt)).toMatchObject({ user: 'remote:bob' });
+    // The inline issuer cannot mint the remote namespace: a sub or team with `:` is refused.
+    for (const token of [await tokenFor('remote:bob'), await tokenFor('mallory', ['remote:voice'])]) {
+      expectDeny(await client.check({ ...stt, headers: bearer(token) }), 'Unauthorized', 'invalid_claims', token);
+    }
   });
 });
 

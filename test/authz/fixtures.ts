@@ -95,6 +95,8 @@ export function accountKeys(): AccountKeys {
 
 export interface IssuerSpec {
   readonly issuer: string;
+  /** The config's `name`: qualifies the issuer's users and teams (`remote:alice`). */
+  readonly name?: string;
   readonly keys?: readonly TestKey[];
   readonly jwksUrl?: string;
   readonly clockSkewSeconds?: number;
@@ -102,14 +104,17 @@ export interface IssuerSpec {
 
 /**
  * The example config's policy (team `voice` → every model, `bob` → `pulse` only) over the given
- * issuers, written as JSON (which is YAML) and loaded through the real loader.
+ * issuers, written as JSON (which is YAML) and loaded through the real loader. A named issuer's
+ * `voice` and `bob` are granted the same under their qualified names (`remote:voice`).
  */
 export async function loadTestSnapshot(issuers: readonly IssuerSpec[], keys: AccountKeys): Promise<Snapshot> {
+  const qualified = (n: string): string[] => [n, ...issuers.flatMap((i) => (i.name ? [`${i.name}:${n}`] : []))];
   const doc = {
     version: 1,
     identity: {
       issuers: issuers.map((i) => ({
         issuer: i.issuer,
+        ...(i.name ? { name: i.name } : {}),
         audiences: [AUDIENCE, 'another-gateway'],
         ...(i.jwksUrl ? { jwks_url: i.jwksUrl } : { jwks: { keys: (i.keys ?? []).map((k) => k.jwk) } }),
         algorithms: ['RS256', 'ES256', 'EdDSA'],
@@ -119,8 +124,8 @@ export async function loadTestSnapshot(issuers: readonly IssuerSpec[], keys: Acc
     },
     providers: { smallest: { upstream: 'http://127.0.0.1:9', default_models: { tts: 'lightning-v3.1', stt: 'pulse' } } },
     accounts: [
-      { name: 'smallest-tts', provider: 'smallest', token: 'env:VG_TEST_TTS_KEY', concurrency: 4, collaborators: { teams: ['voice'] } },
-      { name: 'smallest-stt', provider: 'smallest', token: 'env:VG_TEST_STT_KEY', concurrency: 4, collaborators: { users: ['bob'], teams: ['voice'] } },
+      { name: 'smallest-tts', provider: 'smallest', token: 'env:VG_TEST_TTS_KEY', concurrency: 4, collaborators: { teams: qualified('voice') } },
+      { name: 'smallest-stt', provider: 'smallest', token: 'env:VG_TEST_STT_KEY', concurrency: 4, collaborators: { users: qualified('bob'), teams: qualified('voice') } },
     ],
     models: [
       { name: 'lightning-v3.1', type: 'tts', account: 'smallest-tts', aliases: ['lightning_v3.1', 'lightning_v3.1_pro'] },

@@ -3,7 +3,10 @@
  * generation, is walked through each shipped Envoy config's route table (as Envoy would pick the
  * route) and through the edge's route lookup, and the two must agree on what the spec says:
  * whether Check sees the body, the route and idle timeouts, and the path the provider receives.
- * Mutated copies of envoy.yaml show that each kind of disagreement is caught.
+ * TTS WebSocket specs are served by the voicegate edge (cluster `voicegate_edge`, which checks each
+ * frame's model): their routes send the public path there unchanged, with ext_authz and ext_proc
+ * off (the edge decides and meters them). Mutated copies of envoy.yaml show that each kind of
+ * disagreement is caught.
  */
 import { describe, expect, it } from 'vitest';
 import {
@@ -23,6 +26,12 @@ const PROVIDER = 'smallest';
 const catalogue = CATALOGUES.get(PROVIDER) as ProviderCatalogue;
 const MODELS = { tts: 'lightning-v3.1', stt: 'pulse' } as const;
 const WS_HEADERS = { upgrade: 'websocket', connection: 'Upgrade' };
+/** The cluster of the voicegate edge, and of the provider. */
+const EDGE_CLUSTER = 'voicegate_edge';
+const PROVIDER_CLUSTER = 'smallest';
+/** Envoy cannot see frames, and Lightning serves the model a TTS frame names: the edge checks them. */
+const servedByEdge = (spec: EndpointSpec): boolean => spec.kind === 'websocket' && spec.type === 'tts';
+
 /** RouteAction.timeout when unset (Envoy's documented default). */
 const ENVOY_DEFAULT_ROUTE_TIMEOUT_MS = 15_000;
 
@@ -61,6 +70,8 @@ function sendsBodyToCheck(config: unknown, route: RouteEntry): boolean {
 interface Walk {
   readonly label: string;
   readonly req: RouteRequest;
+  /** The cluster the route must send it to. */
+  readonly cluster: string;
   /** What the provider must receive (path with query). */
   readonly upstream: string;
   readonly readsBody: boolean;
@@ -79,7 +90,9 @@ function walks(): Walk[] {
       out.push({
         label: `${spec.id} ${spec.method} ${path}`,
         req: { method: spec.method, path, ...(spec.kind === 'websocket' ? { headers: WS_HEADERS } : {}) },
-        upstream,
+        cluster: servedByEdge(spec) ? EDGE_CLUSTER : PROVIDER_CLUSTER,
+        // The edge takes public paths and rewrites them itself (checked above, parsePublicPath).
+        upstream: servedByEdge(spec) ? path : upstream,
         readsBody: spec.readsBody,
         routeTimeoutMs: spec.routeTimeoutMs,
         idleTimeoutMs: spec.idleTimeoutMs,
@@ -87,11 +100,12 @@ function walks(): Walk[] {
     }
   }
   for (const g of catalogue.generations) {
-    for (const [method, rest] of [['GET', 'lightning-v3.1/get_voices'], ['GET', 'lightning-v3.1/get_speech'], ['DELETE', 'voices/v1']] as const) {
+    for (const [method, rest] of [['GET', 'lightning-v3.1/get_pronunciation_dicts'], ['GET', 'lightning-v3.1/get_speech'], ['DELETE', 'voices/v1']] as const) {
       const path = `/${PROVIDER}${g.publicPrefix}${rest}`;
       out.push({
         label: `passthrough ${method} ${path}`,
         req: { method, path },
+        cluster: PROVIDER_CLUSTER,
         upstream: `${g.upstreamPrefix}${rest}`,
         readsBody: false,
         routeTimeoutMs: PASSTHROUGH_ROUTE.routeTimeoutMs,
@@ -117,6 +131,15 @@ function disagreements(config: unknown): string[] {
       continue;
     }
     const at = `${w.label} (route ${route.name})`;
+    if (route.route.cluster !== w.cluster) problems.push(`${at}: cluster ${String(route.route.cluster)}, expected ${w.cluster}`);
+    if (w.cluster === EDGE_CLUSTER) {
+      // The caller's JWT must reach the edge (ext_authz would swap it for the provider key) and the
+      // edge's span is the session's only one (ext_proc would open a second).
+      for (const filter of ['envoy.filters.http.ext_authz', 'envoy.filters.http.ext_proc']) {
+        const perRoute = route.typed_per_filter_config?.[filter] as { disabled?: boolean } | undefined;
+        if (perRoute?.disabled !== true) problems.push(`${at}: ${filter} not disabled on an edge route`);
+      }
+    }
     const body = sendsBodyToCheck(config, route);
     if (body !== w.readsBody) problems.push(`${at}: body to Check ${body}, spec readsBody ${w.readsBody}`);
     const timeout = durationMs(route.route.timeout) ?? ENVOY_DEFAULT_ROUTE_TIMEOUT_MS;
@@ -132,7 +155,9 @@ function disagreements(config: unknown): string[] {
 describe('the catalogue describes every spec the way the gateway itself reads it', () => {
   it.each(walks().map((w) => [w.label, w] as const))('%s', (_label, w) => {
     const parsed = parsePublicPath(w.req.path);
-    const rawUpstream = w.upstream.split('?')[0] ?? '';
+    const spec = matchEndpoint(catalogue, w.req.method, parsed?.upstreamPath ?? '')?.spec;
+    // What the provider receives: for edge routes, the edge's own rewrite of the public path.
+    const rawUpstream = (w.cluster === EDGE_CLUSTER && spec ? samplePath(spec) : w.upstream).split('?')[0] ?? '';
     // The decision's rewrite (normalize) yields the same upstream path as Envoy's should.
     expect(parsed?.upstreamPath).toBe(rawUpstream);
     const matched = matchEndpoint(catalogue, w.req.method, rawUpstream);
@@ -172,6 +197,18 @@ describe('a config that disagrees with the catalogue fails (mutated copies of en
   };
 
   const cases: [string, (table: RouteEntry[], config: Record<string, unknown>) => void, RegExp][] = [
+    ['TTS WebSocket sent to the provider (frames unchecked)', (t) => void (named(t, 'tts-live-ws').route!.cluster = 'smallest'), /tts\.unified\.ws .*cluster smallest, expected voicegate_edge/],
+    ['a provider route sent to the edge', (t) => void (named(t, 'stt-ws').route!.cluster = 'voicegate_edge'), /stt\.ws .*cluster voicegate_edge, expected smallest/],
+    [
+      'ext_authz left on an edge route (the JWT would be swapped for the provider key)',
+      (t) => void delete named(t, 'tts-ws').typed_per_filter_config!['envoy.filters.http.ext_authz'],
+      /tts\.ws .*ext_authz not disabled on an edge route/,
+    ],
+    [
+      'edge route rewritten to the provider path',
+      (t) => void (named(t, 'tts-ws').route!.regex_rewrite = { pattern: { regex: '^/smallest/(?:waves|api)/v1/' }, substitution: '/waves/v1/' }),
+      /tts\.ws .*rewritten to \/waves\/v1\/lightning-v3\.1\/get_speech\/stream, spec upstream \/smallest\//,
+    ],
     ['REST route timeout 15 s', (t) => void (named(t, 'tts-sync').route!.timeout = '15s'), /tts\.sync .*timeout 15000 ms, spec 120000/],
     ['REST route timeout unset (Envoy default 15 s)', (t) => void delete named(t, 'stt-rest').route!.timeout, /stt\.rest .*timeout 15000 ms/],
     ['stream route with a finite timeout', (t) => void (named(t, 'tts-ws').route!.timeout = '120s'), /tts\.ws .*timeout 120000 ms, spec 0/],

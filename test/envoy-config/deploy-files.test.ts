@@ -5,7 +5,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { at, cluster, readYaml, REPO_ROOT } from './envoy-files.ts';
 
 /** The subcommands `voicegate` (bin/voicegate.js) offers. */
-const SUBCOMMANDS = new Set(['extproc', 'edge', 'simulator', 'aggregator', 'otel-export', 'start', 'token', 'usage']);
+const SUBCOMMANDS = new Set(['extproc', 'edge', 'simulator', 'aggregator', 'otel-export', 'start', 'token', 'usage', 'certs']);
 
 /** architecture.md's default ports. */
 const PORTS = { public: 8080, extproc: 50051, simulator: 7070, nats: 4222, postgres: 5432 };
@@ -35,13 +35,13 @@ function flagValue(args: readonly string[], flag: string): string | undefined {
 describe('docker-compose.yml', () => {
   it('runs the whole stack', () => {
     expect(Object.keys(services).sort()).toEqual(
-      ['aggregator', 'envoy', 'extproc', 'nats', 'otel-collector', 'otel-export', 'postgres', 'simulator'].sort(),
+      ['aggregator', 'certs', 'edge', 'envoy', 'extproc', 'nats', 'otel-collector', 'otel-export', 'postgres', 'simulator'].sort(),
     );
   });
 
   it('starts every voicegate service with an existing CLI subcommand, from the repo image', () => {
     const ours = Object.entries(services).filter(([, s]) => s.build === '.');
-    expect(ours.map(([name]) => name).sort()).toEqual(['aggregator', 'extproc', 'otel-export', 'simulator']);
+    expect(ours.map(([name]) => name).sort()).toEqual(['aggregator', 'certs', 'edge', 'extproc', 'otel-export', 'simulator']);
     for (const [name, s] of ours) {
       expect(SUBCOMMANDS.has(s.command?.[0] ?? ''), `${name}: ${s.command?.join(' ')}`).toBe(true);
       expect(s.environment).toMatchObject({
@@ -50,7 +50,14 @@ describe('docker-compose.yml', () => {
         OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector:4318',
       });
     }
-    expect(services['extproc']?.command).toEqual(['extproc', '--config', '/config/voicegate.yaml', '--port', String(PORTS.extproc)]);
+    expect(services['extproc']?.command).toEqual([
+      'extproc', '--config', '/config/voicegate.yaml', '--host', '0.0.0.0', '--port', String(PORTS.extproc),
+      '--tls-cert', '/certs/server.crt', '--tls-key', '/certs/server.key', '--tls-ca', '/certs/ca.crt',
+    ]);
+    // The certificates come from `voicegate certs` into the volume extproc and Envoy mount.
+    expect(services['certs']?.command).toEqual(['certs', '--out', '/certs', '--name', 'extproc', '--owner', '1000:1000']);
+    expect(services['extproc']?.volumes).toContain('certs:/certs:ro');
+    expect(services['envoy']?.volumes).toContain('certs:/etc/envoy/tls:ro');
     const sim = services['simulator']!.command!;
     expect(sim[0]).toBe('simulator');
     expect(flagValue(sim, '--port')).toBe(String(PORTS.simulator));
@@ -178,7 +185,10 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     const args = container['args'] as string[];
     expect(SUBCOMMANDS.has(args[0]!)).toBe(true);
     expect(flagValue(args, '--port')).toBe(String(PORTS.extproc));
-    expect(at(container, 'readinessProbe', 'grpc', 'port')).toBe(PORTS.extproc);
+    // Mutual TLS on the gRPC port; the kubelet probes the side port instead.
+    expect(flagValue(args, '--host')).toBe('0.0.0.0');
+    expect(flagValue(args, '--tls-ca')).toBe('/tls/ca.crt');
+    expect(at(container, 'readinessProbe', 'httpGet', 'path')).toBe('/readyz');
     const prodExtproc = at(cluster(readYaml('envoy/envoy.yaml'), 'extproc'), 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address');
     expect(prodExtproc).toEqual({ address: 'extproc', port_value: PORTS.extproc });
   });

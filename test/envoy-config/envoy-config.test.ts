@@ -36,13 +36,16 @@ describe.each(ENVOY_FILES)('%s decodes strictly as an Envoy v3 Bootstrap', (file
         'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
         'envoy.extensions.access_loggers.stream.v3.StdoutAccessLog',
         'envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig',
+        'envoy.extensions.filters.http.cors.v3.Cors',
+        'envoy.extensions.filters.http.cors.v3.CorsPolicy',
         'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
         'envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor',
         'envoy.extensions.filters.http.router.v3.Router',
         'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute',
         'envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute',
         'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-        ...(file === 'envoy/envoy.yaml' ? ['envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext'] : []),
+        // Both files: the extproc cluster's mutual TLS (and, in envoy.yaml, the provider's TLS).
+        'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
       ]),
     );
   });
@@ -62,10 +65,10 @@ describe('the strict checker catches broken configs (mutated copies of envoy.yam
 
   it('an unknown field inside a typed_config', async () => {
     const bad = clone(base);
-    (httpFilters(bad)[0]!.typed_config)['failure_mode_alow'] = false;
+    (httpFilters(bad)[1]!.typed_config)['failure_mode_alow'] = false;
     const { issues } = await check(bad);
     expect(issues.map((i) => i.path)).toEqual([
-      'static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.failure_mode_alow',
+      'static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.failure_mode_alow',
     ]);
   });
 
@@ -91,11 +94,11 @@ describe('the strict checker catches broken configs (mutated copies of envoy.yam
 
   it('an unknown @type', async () => {
     const bad = clone(base);
-    httpFilters(bad)[2]!.typed_config['@type'] = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Routr';
+    httpFilters(bad)[3]!.typed_config['@type'] = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Routr';
     const { issues } = await check(bad);
     expect(issues).toEqual([
       {
-        path: 'static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[2].typed_config.@type',
+        path: 'static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[3].typed_config.@type',
         message: 'unknown @type type.googleapis.com/envoy.extensions.filters.http.router.v3.Routr',
       },
     ]);
@@ -103,7 +106,7 @@ describe('the strict checker catches broken configs (mutated copies of envoy.yam
 
   it('a malformed duration, a string for a number and a deprecated field', async () => {
     const bad = clone(base);
-    const extAuthz = httpFilters(bad)[0]!.typed_config;
+    const extAuthz = httpFilters(bad)[1]!.typed_config;
     (extAuthz['grpc_service'] as Obj)['timeout'] = '200ms';
     (cluster(bad, 'extproc')['health_checks'] as Obj[])[0]!['unhealthy_threshold'] = 'two';
     (at(cluster(bad, 'smallest'), 'transport_socket', 'typed_config', 'common_tls_context', 'validation_context') as Obj)[
@@ -182,16 +185,32 @@ describe.each(ENVOY_FILES)('%s has the properties the gateway relies on', (file)
     expect(hcm['path_with_escaped_slashes_action']).toBe('REJECT_REQUEST');
   });
 
-  it('runs ext_authz, then ext_proc, then the router', () => {
+  it('runs cors, then ext_authz, then ext_proc, then the router', () => {
     expect(filters.map((f) => f.name)).toEqual([
+      'envoy.filters.http.cors',
       'envoy.filters.http.ext_authz',
       'envoy.filters.http.ext_proc',
       'envoy.filters.http.router',
     ]);
   });
 
+  it('answers preflights with the CORS policy of examples/voicegate.yaml, never forwarding a refused one', () => {
+    const cors = (readYaml('examples/voicegate.yaml') as Obj)['cors'] as Obj;
+    const policy = at(hcm, 'route_config', 'virtual_hosts', 0, 'typed_per_filter_config', 'envoy.filters.http.cors') as Obj;
+    expect(policy['@type']).toBe('type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy');
+    // Exact matchers only: a prefix or regex would admit origins the decision then refuses.
+    expect(policy['allow_origin_string_match']).toEqual((cors['allowed_origins'] as string[]).map((o) => ({ exact: o })));
+    expect(policy['allow_methods']).toBe((cors['allowed_methods'] as string[]).join(', '));
+    expect(policy['allow_headers']).toBe((cors['allowed_headers'] as string[]).join(', '));
+    expect(policy['expose_headers']).toBe((cors['expose_headers'] as string[]).join(', '));
+    expect(policy['max_age']).toBe(String(cors['max_age_seconds']));
+    expect(policy['forward_not_matching_preflights']).toBe(false);
+    // Browsers reject `*` with credentials; voicegate's callers authenticate with a header, never cookies.
+    expect(policy['allow_credentials']).toBeUndefined();
+  });
+
   it('ext_authz fails closed over gRPC V3 to extproc with a 0.2s timeout, 503 on error, no global body', () => {
-    const authz = filters[0]!.typed_config;
+    const authz = filters[1]!.typed_config;
     expect(authz['failure_mode_allow']).toBe(false);
     expect(authz['status_on_error']).toEqual({ code: 'ServiceUnavailable' });
     expect(authz['transport_api_version']).toBe('V3');
@@ -203,7 +222,7 @@ describe.each(ENVOY_FILES)('%s has the properties the gateway relies on', (file)
   });
 
   it('ext_proc only observes: headers sent, bodies NONE, trailers skipped, ext_authz metadata forwarded, never blocks', () => {
-    const proc = filters[1]!.typed_config;
+    const proc = filters[2]!.typed_config;
     expect(proc['observability_mode']).toBe(true);
     expect(proc['failure_mode_allow']).toBe(true);
     expect(proc['processing_mode']).toEqual({
@@ -270,6 +289,22 @@ describe.each(ENVOY_FILES)('%s has the properties the gateway relies on', (file)
     expect(extproc['connect_timeout']).toBeDefined();
   });
 
+  it('authenticates to extproc with a client certificate and verifies that the server is `extproc` (mutual TLS)', () => {
+    const tls = at(cluster(config, 'extproc'), 'transport_socket') as Obj;
+    expect(tls['name']).toBe('envoy.transport_sockets.tls');
+    const ctx = tls['typed_config'] as Obj;
+    expect(ctx['@type']).toBe('type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext');
+    expect(ctx['sni']).toBe('extproc');
+    expect(at(ctx, 'common_tls_context', 'alpn_protocols')).toEqual(['h2']);
+    expect(at(ctx, 'common_tls_context', 'tls_certificates')).toEqual([
+      { certificate_chain: { filename: '/etc/envoy/tls/client.crt' }, private_key: { filename: '/etc/envoy/tls/client.key' } },
+    ]);
+    expect(at(ctx, 'common_tls_context', 'validation_context')).toEqual({
+      trusted_ca: { filename: '/etc/envoy/tls/ca.crt' },
+      match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: 'extproc' } }],
+    });
+  });
+
   it('speaks HTTP/1.1 (never h2) to the provider, so upgrades pass', () => {
     const upstream = cluster(config, 'smallest');
     const http = at(upstream, 'typed_extension_protocol_options', 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions') as Obj;
@@ -294,9 +329,17 @@ describe.each(ENVOY_FILES)('%s has the properties the gateway relies on', (file)
     });
   });
 
-  it('every proxied route targets cluster smallest with auto_host_rewrite', () => {
+  it('every proxied route targets cluster smallest with auto_host_rewrite, but TTS WebSockets go to the edge unchanged', () => {
+    // The voicegate edge checks each TTS frame's model (Envoy cannot see frames); it takes public paths.
+    const edge = new Set(['tts-ws', 'tts-live-ws']);
     for (const r of routes(config).slice(1)) {
-      expect(r.route).toMatchObject({ cluster: 'smallest', auto_host_rewrite: true });
+      if (edge.has(r.name ?? '')) {
+        expect(r.route, r.name).toMatchObject({ cluster: 'voicegate_edge' });
+        expect(r.route, r.name).not.toHaveProperty('auto_host_rewrite');
+        expect(r.route?.regex_rewrite, r.name).toBeUndefined();
+      } else {
+        expect(r.route, r.name).toMatchObject({ cluster: 'smallest', auto_host_rewrite: true });
+      }
     }
   });
 });

@@ -8,7 +8,8 @@
 import type { Logger } from 'pino';
 import { authzUnavailable } from '../../core/decision/decide.ts';
 import { statusOf } from '../../core/decision/denials.ts';
-import type { Authorizer } from '../../core/decision/types.ts';
+import type { Allow, Authorizer } from '../../core/decision/types.ts';
+import type { Snapshot } from '../../core/config/snapshot.ts';
 import type { BodyPrefix } from './body-prefix.ts';
 import { buildCheckInput } from '../../core/exchange/check-input.ts';
 import { askAuthorizer, type Exchange } from '../../core/exchange/exchange.ts';
@@ -36,6 +37,10 @@ export interface AdmitRequest {
 export interface Admitted {
   readonly plan: UpstreamPlan;
   readonly observer: GuardedObserver;
+  /** The allow the plan applies; WebSocket sessions check their frames against it. */
+  readonly decision: Allow;
+  /** The exchange's snapshot (the one the decision and the plan used). */
+  readonly snapshot: Snapshot;
 }
 
 /**
@@ -64,5 +69,5 @@ export async function admit(deps: AdmitDeps, a: AdmitRequest): Promise<Admitted 
     a.answer(gatewayError('no_route', plan.message));
     return void observer.end({ status: statusOf('no_route'), error: 'no_route' });
   }
-  return { plan, observer };
+  return { plan, observer, decision, snapshot: x.snapshot };
 }

@@ -13,6 +13,7 @@ import { startIdleTimer, type IdleTimer } from './idle-timer.ts';
 import { relayRawHeaders } from '../../core/exchange/headers.ts';
 import { gatewayError, type GatewayErrorCode, type LocalResponse } from '../../core/exchange/responses.ts';
 import type { ExchangeFailure } from '../../core/decision/denials.ts';
+import { isCorsResponseHeader } from '../../core/decision/cors.ts';
 import type { GuardedObserver } from '../../core/exchange/safe-observer.ts';
 import type { UpstreamPlan } from '../../core/exchange/upstream-plan.ts';
 
@@ -55,16 +56,24 @@ export interface RestExchange {
   readonly idleTimeoutMs: number;
   readonly agents: UpstreamAgents;
   readonly logger: Logger;
+  /**
+   * CORS fields for an admitted browser origin (core/decision/cors.ts): added to the relayed
+   * response in place of any `Access-Control-*` the provider sent, and to the edge's own errors.
+   */
+  readonly corsHeaders?: Readonly<Record<string, string>>;
 }
 
 class UpstreamTimeoutError extends Error {
   override readonly name = 'UpstreamTimeoutError';
 }
 
-/** Writes a response the edge produced itself and reports the end of the exchange. */
-export function writeLocal(res: ServerResponse, r: LocalResponse): void {
+/**
+ * Writes a response the edge produced itself; `extra` adds fields every answer of the exchange
+ * carries (the CORS headers of an admitted browser origin, so a page can read a 401 or 502 too).
+ */
+export function writeLocal(res: ServerResponse, r: LocalResponse, extra?: Readonly<Record<string, string>>): void {
   const body = Buffer.from(r.body);
-  res.writeHead(r.status, { ...r.headers, 'content-length': String(body.length) });
+  res.writeHead(r.status, { ...r.headers, ...extra, 'content-length': String(body.length) });
   res.end(body);
 }
 
@@ -121,6 +130,7 @@ export function proxyRest(x: RestExchange): void {
       timeout
         ? gatewayError('upstream_timeout', 'The provider did not answer in time.')
         : gatewayError('upstream_unreachable', 'The provider could not be reached.'),
+      x.corsHeaders,
     );
   });
 
@@ -129,7 +139,11 @@ export function proxyRest(x: RestExchange): void {
     upRes.once('end', stopRouteTimer);
     const status = upRes.statusCode ?? 502;
     observer.responseStart(status, upRes.headers);
-    res.writeHead(status, upRes.statusMessage, relayRawHeaders(upRes.rawHeaders));
+    const cors = x.corsHeaders;
+    const headers = relayRawHeaders(upRes.rawHeaders, cors ? isCorsResponseHeader : undefined);
+    // A provider `Vary` stays; ours is one more field line, which RFC 9110 §5.3 combines with it.
+    if (cors) for (const [name, value] of Object.entries(cors)) headers.push(name, value);
+    res.writeHead(status, upRes.statusMessage, headers);
     if ((upRes.headers['content-type'] ?? '').startsWith('text/event-stream')) {
       res.socket?.setNoDelay(true);
       res.flushHeaders();

@@ -21,6 +21,7 @@ import { forwardedFields } from '../../core/exchange/headers.ts';
 import { createUpstreamAgents, proxyRest, writeLocal } from './rest-proxy.ts';
 import { gatewayError, healthResponse, readinessResponse } from '../../core/exchange/responses.ts';
 import { createWebSocketProxy, writeRawResponse } from './ws-proxy.ts';
+import { corsVerdict } from '../../core/decision/cors.ts';
 
 export interface EdgeOptions {
   /** Listen address; default `0.0.0.0` (public listener, as Envoy's). */
@@ -156,16 +157,27 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
 
     const traits = routeTraits(req.method ?? 'GET', req.url ?? '/', false);
     const exchange = arrival(req, traits.kind, false);
+    // As Envoy's CORS filter sits before ext_authz: an admitted preflight is answered here, without
+    // authentication (browsers never send credentials on it, Fetch §3.2.2).
+    const cors = corsVerdict(exchange.method, req.headers, exchange.snapshot?.cors);
+    if (cors.kind === 'preflight') {
+      // RFC 9110 §8.6: no Content-Length on a 204.
+      res.writeHead(204, cors.headers);
+      res.end();
+      return;
+    }
+    const corsHeaders = cors.kind === 'allowed' ? cors.headers : undefined;
     let prefix: BodyPrefix | undefined;
-    // No credential at all: the decision denies on identity first, so answer without reading a body.
-    if (traits.sendsBody && hasCredential(req)) {
+    // No credential at all, or an origin nobody allowed: the decision denies before it would look at
+    // a body, so answer without reading one.
+    if (traits.sendsBody && cors.kind !== 'refused' && hasCredential(req)) {
       const limit = opts.maxDecisionBodyBytes ?? exchange.snapshot?.maxDecisionBodyBytes ?? DEFAULT_MAX_DECISION_BODY_BYTES;
       try {
         prefix = await readBodyPrefix(req, limit, opts.decisionBodyTimeoutMs ?? DEFAULT_DECISION_BODY_TIMEOUT_MS);
       } catch (err) {
         if (!(err instanceof BodyTimeoutError)) throw err;
         res.shouldKeepAlive = false;
-        writeLocal(res, gatewayError('request_timeout', 'The request body did not arrive in time.'));
+        writeLocal(res, gatewayError('request_timeout', 'The request body did not arrive in time.'), corsHeaders);
         req.socket.destroySoon();
         return;
       }
@@ -174,10 +186,20 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
       exchange,
       ...(prefix ? { prefix } : {}),
       gone: () => res.destroyed,
-      answer: (r) => writeLocal(res, r),
+      // Denials carry the CORS fields too, so the page can read why it was refused.
+      answer: (r) => writeLocal(res, r, corsHeaders),
     });
     if (!ok) return;
-    proxyRest({ req, res, ...ok, ...(prefix ? { bodyPrefix: prefix } : {}), ...timeouts(req), agents, logger });
+    proxyRest({
+      req,
+      res,
+      ...ok,
+      ...(prefix ? { bodyPrefix: prefix } : {}),
+      ...timeouts(req),
+      agents,
+      logger,
+      ...(corsHeaders ? { corsHeaders } : {}),
+    });
   }
 
   async function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -188,6 +210,9 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
     if (!validWebSocketHandshake(req)) {
       return writeRawResponse(socket, gatewayError('bad_upgrade', 'Malformed WebSocket opening handshake.'));
     }
+    // Browsers enforce no CORS on WebSockets and let any page open one (RFC 6455 §10.2): the
+    // decision refuses an `Origin` outside cors.allowed_origins (origin_not_allowed) before the
+    // provider's handshake starts. Clients without `Origin` (SDKs, Pipecat) are unaffected.
     const ok = await admit(deps, {
       exchange: arrival(req, 'websocket', true),
       gone: () => socket.destroyed,

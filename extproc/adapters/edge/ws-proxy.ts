@@ -3,6 +3,9 @@
  * the caller's subprotocols); only when it opens does the caller get its 101, so an upstream
  * rejection (401, 429…) reaches the caller as that very HTTP answer. Frames keep their type, close
  * codes and reasons cross both ways, and a slow reader pauses the fast side instead of growing memory.
+ * On TTS sessions every client frame is checked against the session's model before it is relayed
+ * (core/decision/tts-frame.ts): a refused frame never reaches the provider, the caller gets the
+ * provider's error-frame shape and close code 1008.
  */
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
@@ -15,6 +18,9 @@ import type { LocalResponse } from '../../core/exchange/responses.ts';
 import { gatewayError } from '../../core/exchange/responses.ts';
 import type { GuardedObserver } from '../../core/exchange/safe-observer.ts';
 import type { UpstreamPlan } from '../../core/exchange/upstream-plan.ts';
+import type { Snapshot } from '../../core/config/snapshot.ts';
+import type { Allow } from '../../core/decision/types.ts';
+import { FRAME_REFUSED_CLOSE_CODE, ttsErrorFrame, ttsFrameGuard, type TtsFrameGuard } from '../../core/decision/tts-frame.ts';
 
 /** Pause the reading side above this many bytes queued on the writing side… */
 export const DEFAULT_HIGH_WATER_BYTES = 1 << 20;
@@ -39,6 +45,10 @@ export interface WebSocketExchange {
   readonly head: Buffer;
   readonly plan: UpstreamPlan;
   readonly observer: GuardedObserver;
+  /** The allow the session was opened with: on TTS sessions client frames are checked against it. */
+  readonly decision: Allow;
+  /** The exchange's snapshot, whose model names (aliases) the frame check resolves. */
+  readonly snapshot: Snapshot;
   /**
    * Envoy's route `timeout` (0 on every WebSocket route, `timeout: 0s`). When set, it bounds the
    * upstream opening handshake; a session, once open, is bounded only by {@link idleTimeoutMs}.
@@ -164,10 +174,13 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
     to: WebSocket,
     report: (data: Buffer, isBinary: boolean) => void,
     activity: () => void,
+    admitted: (data: Buffer, isBinary: boolean) => boolean = () => true,
   ): void {
     from.on('message', (data, isBinary) => {
       activity();
       const buf = asBuffer(data);
+      // Checked before it is reported: a refused frame is neither relayed nor metered.
+      if (!admitted(buf, isBinary)) return;
       report(buf, isBinary);
       if (to.readyState !== WebSocket.OPEN) return;
       to.send(buf, { binary: isBinary }, () => {
@@ -187,7 +200,13 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
    * a V8 closure keeps its whole enclosing scope, so the handshake's request, plan and timer must not
    * be in reach (they were a sizeable part of an idle session's memory).
    */
-  function bridge(observer: GuardedObserver, client: WebSocket, upstream: WebSocket, idleTimeoutMs: number): void {
+  function bridge(
+    observer: GuardedObserver,
+    client: WebSocket,
+    upstream: WebSocket,
+    idleTimeoutMs: number,
+    guard: TtsFrameGuard | undefined,
+  ): void {
     const session = { client, upstream };
     live.add(session);
     let codeToClient: number | undefined;
@@ -208,8 +227,29 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       observer.end({ status: 101, closeCode: codeToClient ?? clientCode, ...(idledOut ? { error: 'idle_timeout' } : {}) });
     };
     let lastClientCode = 1005;
+    let refused = false;
+    /**
+     * The first refused frame ends the session: the caller learns why in the provider's error
+     * shape and gets 1008; the upstream is closed at once, so whatever the caller still sends
+     * before its closing handshake completes is dropped too.
+     */
+    const admitted = (data: Buffer, isBinary: boolean): boolean => {
+      if (refused) return false;
+      if (!guard) return true;
+      const verdict = guard.check(data, isBinary);
+      if (verdict.kind === 'forward') return true;
+      refused = true;
+      codeToClient = FRAME_REFUSED_CLOSE_CODE;
+      opts.logger.info({ reason: verdict.reason, model: guard.model }, 'tts websocket frame refused');
+      if (client.readyState === WebSocket.OPEN) {
+        client.send(ttsErrorFrame(verdict.message));
+        client.close(FRAME_REFUSED_CLOSE_CODE, 'frame refused by gateway policy');
+      }
+      if (upstream.readyState === WebSocket.OPEN) upstream.close(1000, 'session ended by the gateway');
+      return false;
+    };
 
-    relay(client, upstream, (d, b) => observer.clientMessage(d, b), idle.touch);
+    relay(client, upstream, (d, b) => observer.clientMessage(d, b), idle.touch, admitted);
     relay(upstream, client, (d, b) => observer.upstreamMessage(d, b), idle.touch);
 
     client.on('close', (code, reason) => {
@@ -239,6 +279,8 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
 
   function proxy(x: WebSocketExchange): void {
     const { req, socket, plan, observer } = x;
+    // Built before the handshake, from the decision alone, so a session is never relayed unchecked.
+    const guard = ttsFrameGuard(x.decision.metadata, x.snapshot);
     let settled = false;
     const fail = (r: LocalResponse, error: string) => {
       if (settled) return;
@@ -333,7 +375,7 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       wss.handleUpgrade(req, socket, x.head, (client) => {
         bridged = true;
         upstream.off('error', ignoreError);
-        bridge(observer, client, upstream, x.idleTimeoutMs);
+        bridge(observer, client, upstream, x.idleTimeoutMs, guard);
       });
       pending.delete(req);
       if (!bridged) {

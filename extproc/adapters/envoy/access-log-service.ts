@@ -6,7 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { lookup } from '../../../protos/envoy-protos.ts';
 import type { SnapshotFor } from '../../core/usage/recent-snapshots.ts';
-import { accessLogEntrySchema, spanFromAccessLog, type EnvoyCorrelator } from './access-log-span.ts';
+import { accessLogEntrySchema, EDGE_CLUSTER, spanFromAccessLog, type EnvoyCorrelator } from './access-log-span.ts';
 import type { SpanSink } from '../../core/usage/span-sink.ts';
 import { correlatorFor } from './ext-proc-service.ts';
 
@@ -31,6 +31,7 @@ export function handleAccessLogMessage(msg: unknown, sink: SpanSink, correlator:
       continue;
     }
     const requestId = parsed.data.request?.request_id ?? '';
+    if (parsed.data.common_properties.upstream_cluster === EDGE_CLUSTER) continue;
     sink.publish(spanFromAccessLog(parsed.data, requestId ? correlator.take(requestId) : undefined, opts.snapshot ?? (() => undefined)));
     n++;
   }

@@ -15,6 +15,12 @@ import type { UsageSpan } from '../../core/usage/span.ts';
 import { fromStruct, type ProtoStruct } from './struct.ts';
 
 export const EXT_AUTHZ_NAMESPACE = 'envoy.filters.http.ext_authz';
+/**
+ * envoy.yaml's cluster for the voicegate edge (TTS WebSocket routes). The edge decides and meters
+ * those sessions from their frames and publishes their spans itself; Envoy's entry would be a second,
+ * undecided span of the same session.
+ */
+export const EDGE_CLUSTER = 'voicegate_edge';
 
 /** What ext_proc contributes to a request's span, keyed by Envoy's x-request-id. */
 export interface ExtProcContribution {
@@ -49,6 +55,7 @@ export const accessLogEntrySchema = z
         response_flags: z.object({ unauthorized_details: z.unknown().nullish() }).passthrough().nullish(),
         connection_termination_details: z.string().default(''),
         upstream_transport_failure_reason: z.string().default(''),
+        upstream_cluster: z.string().default(''),
       })
       .passthrough(),
     request: z

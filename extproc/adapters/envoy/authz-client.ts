@@ -8,10 +8,21 @@ import type { Authorizer, CheckInput, Decision } from '../../core/decision/types
 import { loadEnvoyProtos, loadEnvoyRoot, lookup } from '../../../protos/envoy-protos.ts';
 import { authzUnavailable } from '../../core/decision/decide.ts';
 import { decodeCheckResponse } from './check-response-decode.ts';
+import { WatchedTlsFiles, type TlsFiles } from './tls-files.ts';
 
 export interface GrpcAuthorizerOptions {
   /** Per-call deadline; Envoy's ext_authz gRPC timeout defaults to 200 ms. */
   readonly timeoutMs?: number;
+  /**
+   * TLS to the decision service: its certificate is verified against `ca`; `cert` and `key` are
+   * this client's own certificate (required by `voicegate extproc` with --tls-ca). Re-read while
+   * running, as on the server.
+   */
+  readonly tls?: TlsFiles & {
+    /** The name the server's certificate must carry when it differs from the target's host. */
+    readonly serverName?: string;
+    readonly reloadIntervalMs?: number;
+  };
 }
 
 export const DEFAULT_AUTHZ_TIMEOUT_MS = 200;
@@ -54,7 +65,10 @@ export function toCheckRequest(input: CheckInput): CheckRequestObject {
   };
 }
 
-/** An {@link Authorizer} that asks `voicegate extproc` (or anything speaking Envoy's ext_authz) at `host:port`. */
+/**
+ * An {@link Authorizer} that asks `voicegate extproc` (or anything speaking Envoy's ext_authz) at
+ * `target`: `host:port`, or `unix:/path/to/socket`. Plaintext unless `opts.tls` is given.
+ */
 export function createGrpcAuthorizer(target: string, opts: GrpcAuthorizerOptions = {}): Authorizer & { close(): void } {
   const protos = loadEnvoyProtos();
   const method = lookup<grpc.ServiceClientConstructor>(protos, 'envoy.service.auth.v3.Authorization').service['Check'];
@@ -73,7 +87,13 @@ export function createGrpcAuthorizer(target: string, opts: GrpcAuthorizerOptions
     return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
   };
   const deserialize = (bytes: Buffer): Decision => decodeCheckResponse(responseType.decode(bytes), statusCodes);
-  const client = new grpc.Client(target, grpc.credentials.createInsecure(), {
+  const tls = opts.tls;
+  const files = tls ? new WatchedTlsFiles(tls, tls.reloadIntervalMs !== undefined ? { intervalMs: tls.reloadIntervalMs } : {}) : undefined;
+  const credentials = files
+    ? grpc.experimental.createCertificateProviderChannelCredentials(files, tls?.cert ? files : null)
+    : grpc.credentials.createInsecure();
+  const client = new grpc.Client(target, credentials, {
+    ...(tls?.serverName ? { 'grpc.ssl_target_name_override': tls.serverName, 'grpc.default_authority': tls.serverName } : {}),
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
     // Channelz (gRPC's introspection service) is never exposed here; its per-call bookkeeping is pure cost.
@@ -95,6 +115,7 @@ export function createGrpcAuthorizer(target: string, opts: GrpcAuthorizerOptions
     },
     close() {
       client.close();
+      files?.close();
     },
   };
 }

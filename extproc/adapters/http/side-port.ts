@@ -8,6 +8,7 @@ import type { Registry } from 'prom-client';
 export type Mounted = (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
 
 export interface SidePortOptions {
+  /** Default 127.0.0.1: metrics and usage are reachable from elsewhere only when the command's --host says so. */
   readonly host?: string;
   readonly port: number;
   readonly registry: Registry;
@@ -24,7 +25,7 @@ export async function startSidePort(opts: SidePortOptions): Promise<{ port: numb
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port, opts.host ?? '0.0.0.0', () => resolve());
+    server.listen(opts.port, opts.host ?? '127.0.0.1', () => resolve());
   });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;

@@ -8,6 +8,9 @@
  * spool in file order once NATS answers again; only when the spool is empty does the sink go back
  * to `direct`. A span that was in flight during the switch may land slightly out of order; spans
  * are independent, so only the de-duplication matters, and that is by span id.
+ *
+ * Loss: the spool has a size cap (`spoolMaxBytes`); past it the newest spans are refused, counted
+ * in `voicegate_usage_spool_dropped_total` and logged as errors, never dropped without a trace.
  */
 import { connect, type JetStreamClient, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
@@ -29,6 +32,8 @@ export interface NatsSpanSinkOptions extends SpanStreamOptions {
   readonly publishTimeoutMs?: number;
   /** Replay attempt interval while spooling (default 500 ms). */
   readonly retryMs?: number;
+  /** Largest spool file; once full, newer spans are refused, counted and logged (default 256 MiB). */
+  readonly spoolMaxBytes?: number;
   readonly metrics?: UsageMetrics;
 }
 
@@ -61,6 +66,9 @@ export class NatsSpanSink implements SpanSink {
   #closed = false;
   #connecting: Promise<void>;
   #nextWarnAt = 1;
+  // Spans refused by a full spool and not yet reported in a log line.
+  #droppedUnlogged = 0;
+  #dropLoggedAt = 0;
 
   private constructor(opts: NatsSpanSinkOptions, spool: Spool) {
     this.#opts = opts;
@@ -69,6 +77,8 @@ export class NatsSpanSink implements SpanSink {
     this.#log = opts.logger.child({ component: 'usage-publisher' });
     this.#prefix = opts.subjectPrefix ?? DEFAULT_SUBJECT_PREFIX;
     this.#updateGauges();
+    // A spool left by an earlier run is counted in the background; the gauges catch up after.
+    void spool.counted.then(() => this.#updateGauges());
     this.#connecting = this.#connectLoop();
     this.#timer = setInterval(() => this.#kickReplay(), opts.retryMs ?? 500);
     this.#timer.unref();
@@ -79,7 +89,7 @@ export class NatsSpanSink implements SpanSink {
    * when NATS is down at start (they are spooled until it answers).
    */
   static async start(opts: NatsSpanSinkOptions): Promise<NatsSpanSink> {
-    return new NatsSpanSink(opts, await Spool.open(opts.spoolDir));
+    return new NatsSpanSink(opts, await Spool.open(opts.spoolDir, opts.spoolMaxBytes !== undefined ? { maxBytes: opts.spoolMaxBytes } : {}));
   }
 
   /** Resolves once connected, the stream exists and a left-over spool has been replayed. */
@@ -149,6 +159,7 @@ export class NatsSpanSink implements SpanSink {
     this.#nc = undefined;
     if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
     await this.#spool.close();
+    this.#reportUnloggedDrops();
   }
 
   async #connectLoop(): Promise<void> {
@@ -193,12 +204,39 @@ export class NatsSpanSink implements SpanSink {
 
   #toSpool(spans: readonly UsageSpan[]): void {
     if (spans.length === 0) return;
-    this.#metrics.spooled.inc(spans.length);
     this.#spool.append(spans.map((s) => JSON.stringify(s))).then(
-      () => this.#updateGauges(),
+      ({ refused }) => {
+        this.#metrics.spooled.inc(spans.length - refused);
+        if (refused > 0) this.#dropped(refused);
+        this.#updateGauges();
+      },
       (err: unknown) => this.#log.error({ err: errText(err), spans: spans.length }, 'usage spool write failed; spans lost'),
     );
     this.#updateGauges();
+  }
+
+  /**
+   * A full spool refuses the newest spans. Each is counted at once; the log says so at the first
+   * refusal and then at most every 10 s with the number since, so a long outage cannot flood it.
+   */
+  #dropped(n: number): void {
+    this.#metrics.spoolDropped.inc(n);
+    this.#droppedUnlogged += n;
+    const now = Date.now();
+    if (now - this.#dropLoggedAt < DROP_LOG_INTERVAL_MS) return;
+    this.#log.error(
+      { dropped: this.#droppedUnlogged, spoolBytes: this.#spool.fileBytes, maxBytes: this.#spool.maxBytes, path: this.#spool.path },
+      'usage spool full: newest spans dropped until NATS acknowledges again',
+    );
+    this.#droppedUnlogged = 0;
+    this.#dropLoggedAt = now;
+  }
+
+  /** Drops counted after the last log line are said before the sink moves on, never left unsaid. */
+  #reportUnloggedDrops(): void {
+    if (this.#droppedUnlogged === 0) return;
+    this.#log.error({ dropped: this.#droppedUnlogged, path: this.#spool.path }, 'usage spool was full: newest spans dropped');
+    this.#droppedUnlogged = 0;
   }
 
   #updateGauges(): void {
@@ -267,6 +305,7 @@ export class NatsSpanSink implements SpanSink {
         if (this.#spool.resetIfDrained() && !this.#draining && this.#queue.length === 0) {
           this.#mode = 'direct';
           this.#updateGauges();
+          this.#reportUnloggedDrops();
           this.#log.info('usage spool replayed; publishing directly again');
           return;
         }
@@ -294,6 +333,8 @@ export class NatsSpanSink implements SpanSink {
     }
   }
 }
+
+const DROP_LOG_INTERVAL_MS = 10_000;
 
 function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

@@ -15,6 +15,7 @@ export function usageMetrics(registry: Registry): UsageMetrics {
     spooled: new Counter({ name: 'voicegate_usage_spans_spooled_total', help: 'Spans written to the disk spool while NATS was unavailable.', registers }),
     spoolBytes: new Gauge({ name: 'voicegate_usage_spool_bytes', help: 'Bytes waiting in the disk spool; above 0 means NATS is or was unreachable.', registers }),
     spoolSpans: new Gauge({ name: 'voicegate_usage_spool_spans', help: 'Spans waiting in the disk spool.', registers }),
+    spoolDropped: new Counter({ name: 'voicegate_usage_spool_dropped_total', help: 'Spans lost because the disk spool was full (--spool-max-bytes); the newest are refused.', registers }),
     queueDepth: new Gauge({ name: 'voicegate_usage_publish_queue', help: 'Spans in memory awaiting a NATS acknowledgement.', registers }),
     aggregated: new Counter({ name: 'voicegate_usage_spans_aggregated_total', help: 'Spans written to PostgreSQL for the first time.', registers }),
     duplicates: new Counter({ name: 'voicegate_usage_spans_duplicate_total', help: 'Redelivered spans already in PostgreSQL (not counted again).', registers }),

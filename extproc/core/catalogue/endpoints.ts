@@ -19,7 +19,7 @@ export type ModelSource = 'path' | 'body-or-query' | 'query' | 'none';
 export interface EndpointSpec {
   /** Stable id used in metadata, metrics and spans (`tts.sync`, `stt.ws`, …). */
   readonly id: string;
-  readonly method: 'GET' | 'POST';
+  readonly method: 'GET' | 'POST' | 'DELETE';
   /** Matched against the provider path without query; group 1 is the model when `model: 'path'`. */
   readonly pattern: RegExp;
   readonly kind: RouteKind;
@@ -78,6 +78,15 @@ const smallestEndpoints: readonly EndpointSpec[] = [
   { id: 'stt.unified.rest', method: 'POST', pattern: /^\/waves\/v1\/stt\/?$/, kind: 'rest', type: 'stt', model: 'query', readsBody: false, meter: 'stt-audio', ...REST_ROUTE },
   { id: 'stt.unified.ws', method: 'GET', pattern: /^\/waves\/v1\/stt\/live\/?$/, kind: 'websocket', type: 'stt', model: 'query', readsBody: false, meter: 'stt-audio', ...STREAM_ROUTE },
   { id: 'health', method: 'GET', pattern: /^\/waves\/v1\/health$/, kind: 'rest', model: 'none', readsBody: false, meter: 'none', ...REST_ROUTE },
+  // The voice catalogue, as npm smallestai calls it. Every one names a TTS model in its path and
+  // is entitled like that model, on its account's key: `get_voices` lists the path model's voices;
+  // cloned voices belong to the provider account and the SDK manages them under
+  // `lightning-large`, so configuring that model (and its collaborators) is what enables — and
+  // limits — cloning. Nothing is metered; bodies (audio uploads, `{"voiceId"}`) never reach Check.
+  { id: 'voices.list', method: 'GET', pattern: /^\/waves\/v1\/([^/]+)\/get_voices$/, kind: 'rest', type: 'tts', model: 'path', readsBody: false, meter: 'none', ...REST_ROUTE },
+  { id: 'voices.cloned.list', method: 'GET', pattern: /^\/waves\/v1\/([^/]+)\/get_cloned_voices$/, kind: 'rest', type: 'tts', model: 'path', readsBody: false, meter: 'none', ...REST_ROUTE },
+  { id: 'voices.cloned.add', method: 'POST', pattern: /^\/waves\/v1\/([^/]+)\/add_voice$/, kind: 'rest', type: 'tts', model: 'path', readsBody: false, meter: 'none', ...REST_ROUTE },
+  { id: 'voices.cloned.delete', method: 'DELETE', pattern: /^\/waves\/v1\/([^/]+)$/, kind: 'rest', type: 'tts', model: 'path', readsBody: false, meter: 'none', ...REST_ROUTE },
 ];
 
 /** G1 (`/api/v1/`, old host waves-api.smallest.ai) and G2/G3 (`/waves/v1/`) land on one host. */

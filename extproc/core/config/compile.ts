@@ -9,6 +9,7 @@ import type { ConfigDocument } from './schema.ts';
 import type { ConfigIssue } from './errors.ts';
 import type {
   AccountConfig,
+  CorsPolicy,
   IssuerConfig,
   ModelConfig,
   ModelType,
@@ -38,6 +39,7 @@ export type CompileResult = { ok: true; snapshot: Snapshot } | { ok: false; issu
 export async function compileConfig(doc: ConfigDocument, ctx: CompileContext): Promise<CompileResult> {
   const issues: ConfigIssue[] = [];
   const issuers = await compileIssuers(doc, ctx, issues);
+  checkQualifiedNames(doc, issues);
 
   const providers = new Map<string, ProviderConfig>();
   const defaultModels = new Map<string, Partial<Record<ModelType, string>>>();
@@ -124,7 +126,19 @@ export async function compileConfig(doc: ConfigDocument, ctx: CompileContext): P
       models,
       defaultModels,
       maxDecisionBodyBytes: doc.limits.max_decision_body_bytes,
+      ...(doc.cors ? { cors: compileCors(doc.cors) } : {}),
     },
+  };
+}
+
+/** Header names lower-cased and methods kept as written, each once, so answers are stable. */
+export function compileCors(c: NonNullable<ConfigDocument['cors']>): CorsPolicy {
+  return {
+    allowedOrigins: c.allowed_origins.includes('*') ? '*' : new Set(c.allowed_origins),
+    allowedMethods: [...new Set(c.allowed_methods)],
+    allowedHeaders: [...new Set(c.allowed_headers.map((h) => h.toLowerCase()))],
+    exposedHeaders: [...new Set(c.expose_headers.map((h) => h.toLowerCase()))],
+    maxAgeSeconds: c.max_age_seconds,
   };
 }
 
@@ -165,6 +179,7 @@ async function compileIssuers(doc: ConfigDocument, ctx: CompileContext, issues: 
     }
     out.push({
       issuer: iss.issuer,
+      ...(iss.name !== undefined ? { name: iss.name } : {}),
       audiences: iss.audiences,
       ...(iss.jwks_url !== undefined ? { jwksUrl: iss.jwks_url } : {}),
       ...(jwks ? { jwks } : {}),
@@ -177,11 +192,48 @@ async function compileIssuers(doc: ConfigDocument, ctx: CompileContext, issues: 
     });
   }
   const seen = new Set<string>();
+  const names = new Set<string>();
+  let unnamed: number | undefined;
   for (const [i, iss] of out.entries()) {
     if (seen.has(iss.issuer)) issues.push({ path: `identity.issuers[${i}].issuer`, message: `duplicate issuer "${iss.issuer}"` });
     seen.add(iss.issuer);
+    // Two issuers with the same (or no) name would map two people onto one user.
+    if (iss.name === undefined) {
+      if (unnamed !== undefined) {
+        issues.push({
+          path: `identity.issuers[${i}].name`,
+          message: `identity.issuers[${unnamed}] already has no name; give every issuer but one a name (it qualifies users and teams as name:alice)`,
+        });
+      }
+      unnamed ??= i;
+    } else if (names.has(iss.name)) {
+      issues.push({ path: `identity.issuers[${i}].name`, message: `duplicate issuer name "${iss.name}"` });
+    } else names.add(iss.name);
   }
   return out;
+}
+
+/**
+ * Collaborators qualified with an issuer name that no issuer has (`crop:alice`) can never match a
+ * token: report them instead of silently granting nothing. Only checked once some issuer is named;
+ * with none, a `:` is an ordinary character of a plain name.
+ */
+function checkQualifiedNames(doc: ConfigDocument, issues: ConfigIssue[]): void {
+  const names = new Set(doc.identity.issuers.flatMap((i) => (i.name === undefined ? [] : [i.name])));
+  if (names.size === 0) return;
+  for (const [i, a] of doc.accounts.entries()) {
+    for (const kind of ['users', 'teams'] as const) {
+      for (const [j, who] of a.collaborators[kind].entries()) {
+        const colon = who.indexOf(':');
+        if (colon !== -1 && !names.has(who.slice(0, colon))) {
+          issues.push({
+            path: `accounts[${i}].collaborators.${kind}[${j}]`,
+            message: `"${who}" is qualified with "${who.slice(0, colon)}", which is no issuer's name (${[...names].sort().join(', ')})`,
+          });
+        }
+      }
+    }
+  }
 }
 
 function parseJwks(text: string, at: string, issues: ConfigIssue[]): { keys: JWK[] } | undefined {

@@ -24,9 +24,20 @@ const jwk = z.record(z.string(), z.unknown());
 
 export const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 
+/** An issuer's name qualifies its users, teams and roles (`corp` → `corp:alice`): no `:` in it. */
+const issuerName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,30}$/, 'must be 1–31 lower-case letters, digits, dot, dash or underscore (no ":")');
+
 const issuer = z
   .strictObject({
     issuer: z.string().min(1),
+    /**
+     * Qualifies the names this issuer's tokens carry: `corp` makes `sub: alice` the user
+     * `corp:alice` and team `voice` the team `corp:voice`, so two issuers never share a user.
+     * At most one issuer may leave it out; its names stay plain (`alice`).
+     */
+    name: issuerName.optional(),
     audiences: z.array(z.string().min(1)).min(1),
     jwks_url: z.url({ protocol: /^https?$/ }).optional(),
     /** Inline JWKS object, or `file:PATH` to a JWKS JSON file. */
@@ -81,6 +92,55 @@ const model = z.strictObject({
     .default({}),
 });
 
+/**
+ * An origin exactly as a browser serialises it in `Origin` (RFC 6454 §6.1): lower-case scheme and
+ * host, no path, no default port. Anything else would never match, so it is refused up front.
+ */
+const origin = z.string().superRefine((s, ctx) => {
+  if (s === '*') return;
+  let canonical: string | undefined;
+  try {
+    const u = new URL(s);
+    if (u.protocol === 'http:' || u.protocol === 'https:') canonical = u.origin;
+  } catch {
+    // reported below
+  }
+  if (canonical !== s) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `must be an origin as browsers send it, scheme://host[:port] with no path${canonical ? ` (did you mean "${canonical}"?)` : ''}, or "*"`,
+    });
+  }
+});
+
+/** RFC 9110 §5.6.2 token: what a method or a header name may be. */
+const token = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be an HTTP token (letters, digits, -)');
+
+/** Defaults of `cors`: what the SDK-less browser caller of the Smallest API needs. */
+export const CORS_DEFAULTS = {
+  allowed_methods: ['GET', 'POST'],
+  allowed_headers: ['authorization', 'content-type', 'x-request-id', 'traceparent', 'tracestate'],
+  // The provider's ids (X-Request-Id, X-Session-Id, their X-External-* echoes) and Retry-After of a 429/503.
+  expose_headers: ['x-request-id', 'x-session-id', 'x-external-request-id', 'x-external-session-id', 'retry-after'],
+  max_age_seconds: 600,
+} as const;
+
+/** `cors:` — browser origins allowed to call (REST with CORS, and WebSocket upgrades). */
+export const corsConfig = z
+  .strictObject({
+    allowed_origins: z.array(origin).default([]),
+    // Fetch compares methods case-sensitively; upper case is how every client sends these.
+    allowed_methods: z.array(token.regex(/^[A-Z]+$/, 'must be an upper-case method')).min(1).default([...CORS_DEFAULTS.allowed_methods]),
+    allowed_headers: z.array(token).default([...CORS_DEFAULTS.allowed_headers]),
+    expose_headers: z.array(token).default([...CORS_DEFAULTS.expose_headers]),
+    // Chromium caps a cached preflight at 7200 s, Firefox at 86400 s.
+    max_age_seconds: z.number().int().min(0).max(86_400).default(CORS_DEFAULTS.max_age_seconds),
+  })
+  .refine((c) => !c.allowed_origins.includes('*') || c.allowed_origins.length === 1, {
+    message: '"*" admits every origin, so it must be the only entry',
+    path: ['allowed_origins'],
+  });
+
 export const configDocument = z.strictObject({
   version: z.literal(1),
   identity: z.strictObject({ issuers: z.array(issuer).min(1) }),
@@ -92,6 +152,8 @@ export const configDocument = z.strictObject({
   limits: z
     .strictObject({ max_decision_body_bytes: z.number().int().min(1024).max(1 << 20).default(65_536) })
     .default({ max_decision_body_bytes: 65_536 }),
+  /** Browser callers; absent, every request that carries `Origin` is refused. */
+  cors: corsConfig.optional(),
 });
 
 export type ConfigDocument = z.infer<typeof configDocument>;

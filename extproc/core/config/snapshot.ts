@@ -12,6 +12,11 @@ export type ModelType = 'tts' | 'stt';
 export interface IssuerConfig {
   /** Exact `iss` claim value. */
   readonly issuer: string;
+  /**
+   * Qualifies the user, team and role names of this issuer's tokens as `name:value`; absent for
+   * the one issuer (at most) whose names stay plain. Entitlements refer to the qualified names.
+   */
+  readonly name?: string;
   /** Accepted `aud` values (any of them). */
   readonly audiences: readonly string[];
   /** Remote JWKS (fetched once, refetched on unknown kid) — exclusive with `jwks`. */
@@ -67,6 +72,23 @@ export interface ModelConfig {
   readonly price: Price;
 }
 
+/**
+ * Which browser origins may call the gateway (the CORS protocol of the Fetch standard, and the
+ * `Origin` check of WebSocket upgrades, RFC 6455 §10.2). Absent or empty: no browser origin may.
+ */
+export interface CorsPolicy {
+  /** Serialised origins (`https://app.example.com`), compared exactly; `'*'` admits every origin. */
+  readonly allowedOrigins: ReadonlySet<string> | '*';
+  /** Upper-case methods answered in `Access-Control-Allow-Methods`. */
+  readonly allowedMethods: readonly string[];
+  /** Lower-case request header names answered in `Access-Control-Allow-Headers`. */
+  readonly allowedHeaders: readonly string[];
+  /** Lower-case response header names a page may read (`Access-Control-Expose-Headers`). */
+  readonly exposedHeaders: readonly string[];
+  /** How long a browser may cache a preflight answer (`Access-Control-Max-Age`), seconds. */
+  readonly maxAgeSeconds: number;
+}
+
 export interface Snapshot {
   /** Monotonic version; a source never swaps in an older one. */
   readonly version: number;
@@ -81,6 +103,8 @@ export interface Snapshot {
   readonly defaultModels: ReadonlyMap<string, Readonly<Partial<Record<ModelType, string>>>>;
   /** Largest request body (bytes) the decision reads on TTS JSON routes. */
   readonly maxDecisionBodyBytes: number;
+  /** Browser origins allowed to call; undefined allows none (requests carrying `Origin` are refused). */
+  readonly cors?: CorsPolicy;
 }
 
 /** Where snapshots come from: a file today, NATS KV later. Consumers only read `current()`. */

@@ -55,6 +55,10 @@ describe('endpoint catalogue: every spec, every path generation', () => {
     ['POST', '/waves/v1/lightning-v3.1/stream', TTS_JSON, 'tts.sse', 'sse', 'lightning-v3.1', '/waves/v1/lightning-v3.1/stream'],
     ['POST', '/api/v1/lightning-v3.1/stream', TTS_JSON, 'tts.sse', 'sse', 'lightning-v3.1', '/waves/v1/lightning-v3.1/stream'],
     ['GET', '/waves/v1/lightning-v3.1/get_speech/stream?timeout=60', undefined, 'tts.ws', 'websocket', 'lightning-v3.1', '/waves/v1/lightning-v3.1/get_speech/stream?timeout=60'],
+    ['GET', '/waves/v1/lightning-v3.1/get_voices', undefined, 'voices.list', 'rest', 'lightning-v3.1', '/waves/v1/lightning-v3.1/get_voices'],
+    ['GET', '/api/v1/lightning-large/get_cloned_voices', undefined, 'voices.cloned.list', 'rest', 'lightning-large', '/waves/v1/lightning-large/get_cloned_voices'],
+    ['POST', '/api/v1/lightning-large/add_voice', 'multipart', 'voices.cloned.add', 'rest', 'lightning-large', '/waves/v1/lightning-large/add_voice'],
+    ['DELETE', '/api/v1/lightning-large', '{"voiceId":"voice_1"}', 'voices.cloned.delete', 'rest', 'lightning-large', '/waves/v1/lightning-large'],
     ['GET', '/api/v1/lightning-v3.1/get_speech/stream', undefined, 'tts.ws', 'websocket', 'lightning-v3.1', '/waves/v1/lightning-v3.1/get_speech/stream'],
     ['POST', '/waves/v1/tts', JSON.stringify({ model: 'lightning_v3.1_pro', text: 'x' }), 'tts.unified.sync', 'rest', 'lightning-v3.1', '/waves/v1/tts'],
     ['POST', '/waves/v1/tts/', TTS_JSON, 'tts.unified.sync', 'rest', 'lightning-v3.1', '/waves/v1/tts/'],
@@ -368,7 +372,7 @@ describe('IdentityVerifier cache', () => {
 
   it('reuses a verified result until the token expires', async () => {
     const v = new IdentityVerifier([issuer]);
-    const token = await sign(k, claims(ISS, 'alice', ['voice', 'voice', 'a-team'], { roles: 'admin ops' }));
+    const token = await sign(k, claims(ISS, 'alice', ['voice', 'voice', 'a-team'], { roles: ['ops', 'admin'] }));
     const first = await v.verify(token);
     expect(first).toMatchObject({ ok: true, cached: false, identity: { user: 'alice', teams: ['a-team', 'voice'], roles: ['admin', 'ops'] } });
     const second = await v.verify(token);
@@ -416,5 +420,54 @@ describe('IdentityVerifier cache', () => {
     // t1 went back in and pushed out t3, used less recently than t2.
     expect(await v.verify(t2!)).toMatchObject({ cached: true });
     expect(await v.verify(t3!)).toMatchObject({ cached: false });
+  });
+});
+
+describe('voice catalogue (issue 9, point 15): entitled like the path model, passed through', () => {
+  const bob = who('bob');
+  const mallory = who('mallory', ['red-team']);
+
+  it('get_voices of a model: allowed for its collaborators with that account\'s key, 403 for others', () => {
+    const path = '/smallest/waves/v1/lightning-v3.1/get_voices';
+    const d = allowed(decide(req('GET', path, undefined, { 'x-api-key': 'caller-key' }), snapshot, alice));
+    expect(d.headersToSet).toEqual([{ key: 'authorization', value: `Bearer ${keys.tts}` }]);
+    expect(d.headersToRemove).toContain('x-api-key');
+    expect(d.metadata).toMatchObject({ endpoint: 'voices.list', model: 'lightning-v3.1', account: 'smallest-tts', upstream_path: '/waves/v1/lightning-v3.1/get_voices' });
+    // bob may use pulse only: the voices of a TTS model are not his to list.
+    denied(decide(req('GET', path), snapshot, bob), 403, 'not_entitled');
+    denied(decide(req('GET', '/smallest/api/v1/lightning/get_voices'), snapshot, mallory), 403, 'not_entitled');
+  });
+
+  it('a model that is not configured, or not TTS, is refused like on the synthesis routes', () => {
+    denied(decide(req('GET', '/smallest/waves/v1/lightning-v9/get_voices'), snapshot, alice), 404, 'unknown_model');
+    denied(decide(req('GET', '/smallest/waves/v1/pulse/get_voices'), snapshot, bob), 400, 'model_type_mismatch');
+    denied(decide(req('GET', '/smallest/waves/v1/lightning%2Dv3.1/get_voices'), snapshot, alice), 400, 'invalid_path');
+  });
+
+  it('cloned voices are managed under the path model (the SDK\'s lightning-large): its collaborators only', () => {
+    const ops: Array<[string, string, string | undefined]> = [
+      ['GET', '/smallest/api/v1/lightning-large/get_cloned_voices', undefined],
+      ['POST', '/smallest/api/v1/lightning-large/add_voice', '--b\r\nContent-Disposition: form-data; name="displayName"\r\n\r\nMe\r\n--b--\r\n'],
+      ['DELETE', '/smallest/waves/v1/lightning-large', '{"voiceId":"voice_1"}'],
+    ];
+    for (const [method, path, body] of ops) {
+      const d = allowed(decide(req(method, path, body), snapshot, alice));
+      expect(d.metadata).toMatchObject({ model: 'lightning-large', account: 'smallest-tts' });
+      // Nothing on these routes is metered, so the body is never read (an audio upload on add_voice).
+      expect(d.metadata.characters).toBeUndefined();
+      denied(decide(req(method, path, body), snapshot, bob), 403, 'not_entitled');
+    }
+  });
+
+  it('only the listed methods: GET on the delete path, DELETE on get_voices are unknown endpoints', () => {
+    denied(decide(req('GET', '/smallest/waves/v1/lightning-large'), snapshot, alice), 404, 'unknown_endpoint');
+    denied(decide(req('DELETE', '/smallest/waves/v1/lightning-v3.1/get_voices'), snapshot, alice), 404, 'unknown_endpoint');
+    denied(decide(req('POST', '/smallest/waves/v1/lightning-v3.1/get_voices'), snapshot, alice), 404, 'unknown_endpoint');
+  });
+
+  it('a browser\'s ?token= is stripped; other query parameters reach the provider', () => {
+    const d = allowed(decide({ method: 'GET', path: '/smallest/waves/v1/lightning-v3.1/get_voices?token=jwt&lang=en', headers: {} }, snapshot, alice));
+    expect(d.metadata.upstream_path).toBe('/waves/v1/lightning-v3.1/get_voices?lang=en');
+    expect(d.queryParametersToRemove).toEqual(['token']);
   });
 });

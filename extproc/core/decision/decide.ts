@@ -11,6 +11,7 @@ import type { CheckInput, Decision, DecisionMetadata, Deny } from './types.ts';
 import { CANNOT_DECIDE, CANNOT_DECIDE_MESSAGE, statusOf, type DenyCode } from './denials.ts';
 import { readTtsBody } from './tts-body.ts';
 import { ambiguousParam, removeQueryParams } from './query.ts';
+import { corsVerdict, originRefusedMessage } from './cors.ts';
 
 /**
  * Caller headers that can carry a credential; none may reach the provider. An allow removes them
@@ -29,6 +30,10 @@ export function decide(input: CheckInput, snapshot: Snapshot | undefined, identi
   if (!snapshot) {
     return authzUnavailable();
   }
+  // Before identity: a browser origin nobody allowed is refused whatever it carries, so a
+  // preflight-free `text/plain` POST with `?token=` is never served and billed behind the page's back.
+  const cors = corsVerdict(input.method, input.headers, snapshot.cors);
+  if (cors.kind === 'refused') return deny('origin_not_allowed', originRefusedMessage(cors.origin), {});
   if (!identity.ok) {
     if (identity.code === 'jwks_unavailable') return deny(identity.code, identity.message, {});
     return deny(identity.code, identity.message, {}, {

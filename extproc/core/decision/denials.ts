@@ -40,6 +40,8 @@ export const DENIALS = {
   bad_check_request: { status: 400, via: 'deny' },
   ambiguous_parameter: { status: 400, via: 'deny' },
   invalid_path: { status: 400, via: 'deny' },
+  /** A browser origin `cors.allowed_origins` does not admit (core/decision/cors.ts), REST or WebSocket. */
+  origin_not_allowed: { status: 403, via: 'deny' },
   /**
    * The one "cannot decide" answer: no configuration loaded, the authorizer threw, or the decision
    * service is unreachable, too slow or answered something unreadable. One code because a client

@@ -19,8 +19,9 @@ import type { IssuerConfig } from '../config/snapshot.ts';
 
 export interface Identity {
   readonly issuer: string;
+  /** The user claim, qualified with the issuer's name when it has one (`corp:alice`). */
   readonly user: string;
-  /** Sorted, de-duplicated. */
+  /** Sorted, de-duplicated, qualified like {@link user}. */
   readonly teams: readonly string[];
   readonly roles: readonly string[];
   /** `exp` in ms since epoch, if the token has one. */
@@ -55,14 +56,14 @@ export interface VerifierOptions {
   readonly now?: () => number;
 }
 
-const stringList = z.union([
-  z.array(z.string().min(1).max(256)).max(256),
-  // Some IdPs send a space-separated string (like OAuth `scope`).
-  z
-    .string()
-    .max(4096)
-    .transform((s) => s.split(/[\s,]+/).filter(Boolean)),
-]);
+/**
+ * `teams` and `roles` must be JSON arrays of strings. A string is refused rather than split: IdPs
+ * disagree on separators (spaces, commas), and a guessed split could make up a team.
+ */
+const stringList = z.array(z.string().min(1).max(256)).max(256);
+
+/** Separates an issuer's name from the names its tokens carry (`corp:alice`). */
+export const QUALIFIER_SEPARATOR = ':';
 
 interface CompiledIssuer {
   readonly config: IssuerConfig;
@@ -113,18 +114,38 @@ function remoteSet(url: string, opts: VerifierOptions): JWTVerifyGetKey {
   return getKey;
 }
 
-function claimsSchema(c: IssuerConfig): CompiledIssuer['claims'] {
+/**
+ * The claims of one issuer, qualified with its name. When some other issuer is named, an unnamed
+ * issuer's names may not contain the separator: `corp:alice` must only ever come from `corp`.
+ */
+function claimsSchema(c: IssuerConfig, colonReserved: boolean): CompiledIssuer['claims'] {
+  const plain = z.string().min(1).max(256);
+  const name = colonReserved
+    ? plain.refine((v) => !v.includes(QUALIFIER_SEPARATOR), `must not contain "${QUALIFIER_SEPARATOR}"`)
+    : plain;
+  const list = colonReserved ? z.array(name).max(256) : stringList;
+  const qualify = (v: string): string => (c.name === undefined ? v : `${c.name}${QUALIFIER_SEPARATOR}${v}`);
+  const names = (v: string[] | undefined): string[] => [...new Set((v ?? []).map(qualify))].sort();
   return z
     .looseObject({
-      [c.userClaim]: z.string().min(1).max(256),
-      [c.teamsClaim]: stringList.optional(),
-      [c.rolesClaim]: stringList.optional(),
+      [c.userClaim]: name,
+      [c.teamsClaim]: list.optional(),
+      [c.rolesClaim]: list.optional(),
     })
     .transform((p) => ({
-      user: p[c.userClaim] as string,
-      teams: [...new Set((p[c.teamsClaim] as string[] | undefined) ?? [])].sort(),
-      roles: [...new Set((p[c.rolesClaim] as string[] | undefined) ?? [])].sort(),
+      user: qualify(p[c.userClaim] as string),
+      teams: names(p[c.teamsClaim] as string[] | undefined),
+      roles: names(p[c.rolesClaim] as string[] | undefined),
     }));
+}
+
+/** Why a claim was refused, naming it and (for lists) the shape it must have. */
+function claimProblem(c: IssuerConfig, issue: z.core.$ZodIssue | undefined): string {
+  const claim = String(issue?.path[0] ?? '');
+  if (claim === c.teamsClaim || claim === c.rolesClaim) {
+    return `the token's "${claim}" claim must be an array of strings (names of at most 256 characters${issue?.code === 'custom' ? `, without "${QUALIFIER_SEPARATOR}"` : ''})`;
+  }
+  return `the token's "${claim}" claim is missing or malformed`;
 }
 
 export class IdentityVerifier {
@@ -136,11 +157,12 @@ export class IdentityVerifier {
   constructor(issuers: readonly IssuerConfig[], opts: VerifierOptions = {}) {
     this.#cacheSize = opts.cacheSize ?? 10_000;
     this.#now = opts.now ?? Date.now;
+    const someNamed = issuers.some((i) => i.name !== undefined);
     for (const config of issuers) {
       const keys: JWTVerifyGetKey = config.jwksUrl
         ? remoteSet(config.jwksUrl, opts)
         : createLocalJWKSet({ keys: [...(config.jwks?.keys ?? [])] });
-      this.#issuers.set(config.issuer, { config, keys, claims: claimsSchema(config) });
+      this.#issuers.set(config.issuer, { config, keys, claims: claimsSchema(config, someNamed && config.name === undefined) });
     }
   }
 
@@ -206,10 +228,7 @@ export class IdentityVerifier {
         currentDate: new Date(this.#now()),
       });
       const claims = issuer.claims.safeParse(payload);
-      if (!claims.success) {
-        const claim = claims.error.issues[0]?.path.join('.') ?? '';
-        return fail('invalid_claims', `the token's "${claim}" claim is missing or malformed`);
-      }
+      if (!claims.success) return fail('invalid_claims', claimProblem(issuer.config, claims.error.issues[0]));
       return {
         ok: true,
         cached: false,

@@ -16,6 +16,8 @@ export interface UsageMetrics {
   readonly spooled: Counting;
   readonly spoolBytes: Gauging;
   readonly spoolSpans: Gauging;
+  /** Spans lost because the disk spool was at its size cap (refused newest-first). */
+  readonly spoolDropped: Counting;
   readonly queueDepth: Gauging;
   readonly aggregated: Counting;
   readonly duplicates: Counting;
@@ -31,6 +33,7 @@ export const NO_USAGE_METRICS: UsageMetrics = Object.freeze({
   spooled: none,
   spoolBytes: none,
   spoolSpans: none,
+  spoolDropped: none,
   queueDepth: none,
   aggregated: none,
   duplicates: none,

@@ -9,7 +9,7 @@ import { composeObservers } from '../../core/exchange/compose-observers.ts';
 import { createGrpcAuthorizer } from '../../adapters/envoy/authz-client.ts';
 import { createExchangeMetrics } from '../../adapters/prometheus/exchange-metrics.ts';
 import { usageMetrics } from '../../adapters/prometheus/usage-metrics.ts';
-import { closing, defineCommand, loadConfig, serve } from '../command.ts';
+import { closing, defineCommand, loadConfig, report, serve } from '../command.ts';
 import { edgeComponent, sidePortComponent } from '../components/listeners.ts';
 import { telemetryComponent } from '../components/telemetry.ts';
 import { usageComponent } from '../components/usage.ts';
@@ -22,12 +22,22 @@ export const edgeCommand = defineCommand("the embedded data plane (Envoy's job w
   if (!snapshot) return 1;
   const source = new StaticSnapshotSource(snapshot);
   const logger = createLogger({ name: 'voicegate-edge', level: ctx.env['LOG_LEVEL'] });
-  const grpcClient = o.authz === 'inproc' ? undefined : createGrpcAuthorizer(o.authz.slice('grpc://'.length), { timeoutMs: o.authzTimeout });
+  if ((o.authzCert === undefined) !== (o.authzKey === undefined) || ((o.authzCert !== undefined || o.authzServerName !== undefined) && o.authzCa === undefined)) {
+    report(ctx, '--authz-cert and --authz-key are given together, and TLS to the decision service needs --authz-ca');
+    return 2;
+  }
+  const tls = o.authzCa ? { ca: o.authzCa, ...(o.authzCert && o.authzKey ? { cert: o.authzCert, key: o.authzKey } : {}), ...(o.authzServerName ? { serverName: o.authzServerName } : {}) } : undefined;
+  // grpc-js takes `host:port` and `unix:/path` as they are.
+  const target = o.authz.startsWith('grpc://') ? o.authz.slice('grpc://'.length) : o.authz;
+  const grpcClient = o.authz === 'inproc' ? undefined : createGrpcAuthorizer(target, { timeoutMs: o.authzTimeout, ...(tls ? { tls } : {}) });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const usage = usageComponent({
     ...(o.nats ? { natsUrl: o.nats } : {}),
     spoolDir: o.spoolDir,
+    spoolMaxBytes: o.spoolMaxBytes,
+    spanFileMaxBytes: o.spanFileMaxBytes,
+    spanFileKeep: o.spanFileKeep,
     stream: o.stream,
     subjectPrefix: o.subjectPrefix,
     logger,
@@ -35,7 +45,18 @@ export const edgeCommand = defineCommand("the embedded data plane (Envoy's job w
   });
   const observe = composeObservers(usage.observe, createExchangeMetrics(registry));
   const side = sidePortComponent({ host: o.host, port: o.httpPort, registry, ready: () => source.current() !== undefined });
-  const edge = edgeComponent({ host: o.host, port: o.port, source, authorizer: grpcClient ?? createAuthorizer(source), logger, ...(observe ? { observe } : {}) });
+  const edge = edgeComponent({
+    host: o.host,
+    port: o.port,
+    headersTimeoutMs: o.headersTimeout,
+    decisionBodyTimeoutMs: o.decisionBodyTimeout,
+    maxConnections: o.maxConnections,
+    wsMaxPayloadBytes: o.maxWsPayload,
+    source,
+    authorizer: grpcClient ?? createAuthorizer(source),
+    logger,
+    ...(observe ? { observe } : {}),
+  });
   const components = [
     closing('configuration', () => source.close()),
     closing('gRPC authz client', () => grpcClient?.close()),

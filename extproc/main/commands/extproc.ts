@@ -7,8 +7,8 @@ import { createAuthorizer } from '../../core/decision/authorizer.ts';
 import { StaticSnapshotSource } from '../../core/config/snapshot.ts';
 import { createAuthzMetrics } from '../../adapters/prometheus/authz-metrics.ts';
 import { usageMetrics } from '../../adapters/prometheus/usage-metrics.ts';
-import { defineCommand, loadConfig, serve } from '../command.ts';
-import { grpcComponent, sidePortComponent } from '../components/listeners.ts';
+import { defineCommand, loadConfig, report, serve } from '../command.ts';
+import { grpcComponent, serverTlsFromFlags, sidePortComponent } from '../components/listeners.ts';
 import { telemetryComponent } from '../components/telemetry.ts';
 import { usageComponent } from '../components/usage.ts';
 import { envoyUsageServices } from '../envoy-usage-services.ts';
@@ -17,6 +17,11 @@ import { EXTPROC_OPTIONS } from '../options.ts';
 import { reloadComponent } from '../reload.ts';
 
 export const extprocCommand = defineCommand('the gRPC service Envoy calls: ext_authz Check, ext_proc, access logs, health', EXTPROC_OPTIONS, async (o, ctx) => {
+  const tls = serverTlsFromFlags(o);
+  if (typeof tls === 'string') {
+    report(ctx, tls);
+    return 2;
+  }
   // Configuration is complete and valid before any listener opens.
   const snapshot = await loadConfig(ctx, o.config);
   if (!snapshot) return 1;
@@ -26,6 +31,9 @@ export const extprocCommand = defineCommand('the gRPC service Envoy calls: ext_a
   const usage = usageComponent({
     ...(o.nats ? { natsUrl: o.nats } : {}),
     spoolDir: o.spoolDir,
+    spoolMaxBytes: o.spoolMaxBytes,
+    spanFileMaxBytes: o.spanFileMaxBytes,
+    spanFileKeep: o.spanFileKeep,
     stream: o.stream,
     subjectPrefix: o.subjectPrefix,
     logger,
@@ -34,6 +42,9 @@ export const extprocCommand = defineCommand('the gRPC service Envoy calls: ext_a
   const grpc = grpcComponent({
     host: o.host,
     port: o.port,
+    ...(o.socket ? { socketPath: o.socket } : {}),
+    ...(tls ? { tls } : {}),
+    insecure: o.insecure,
     authorizer: createAuthorizer(source),
     source,
     logger,
@@ -43,6 +54,6 @@ export const extprocCommand = defineCommand('the gRPC service Envoy calls: ext_a
   const side = sidePortComponent({ host: o.host, port: o.httpPort, registry: metrics.registry, ready: () => source.current() !== undefined });
   const components = [telemetryComponent('voicegate-extproc'), usage, side, grpc, reloadComponent(source, o.config, logger)];
   return serve(ctx, components, o.drainDelay, () => {
-    logger.info({ grpcPort: grpc.port, httpPort: side.port, config: source.current()?.origin }, 'extproc ready');
+    logger.info({ ...(o.socket ? { grpcSocket: o.socket } : { grpcPort: grpc.port }), grpcTls: Boolean(tls), httpPort: side.port, config: source.current()?.origin }, 'extproc ready');
   });
 });

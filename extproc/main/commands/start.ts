@@ -13,7 +13,7 @@ import { usageMetrics } from '../../adapters/prometheus/usage-metrics.ts';
 import { createUsageHttpHandler } from '../../adapters/postgres/usage-query.ts';
 import { closing, defineCommand, loadConfig, report, serve, type RunContext } from '../command.ts';
 import { poolComponent } from '../components/connections.ts';
-import { edgeComponent, grpcComponent, sidePortComponent } from '../components/listeners.ts';
+import { edgeComponent, grpcComponent, serverTlsFromFlags, sidePortComponent } from '../components/listeners.ts';
 import { telemetryComponent } from '../components/telemetry.ts';
 import { usageComponent } from '../components/usage.ts';
 import { envoyUsageServices } from '../envoy-usage-services.ts';
@@ -57,6 +57,11 @@ function simulatorComponent(ctx: RunContext, opts: UpstreamSimulatorOptions): Si
 }
 
 export const startCommand = defineCommand('simulator + decision service + edge in one process (what `npm start` runs)', START_OPTIONS, async (o, ctx) => {
+  const tls = serverTlsFromFlags(o);
+  if (typeof tls === 'string') {
+    report(ctx, tls);
+    return 2;
+  }
   const snapshot = await loadConfig(ctx, o.config);
   if (!snapshot) return 1;
   const source = new StaticSnapshotSource(snapshot);
@@ -73,6 +78,9 @@ export const startCommand = defineCommand('simulator + decision service + edge i
     ...(o.nats ? { natsUrl: o.nats } : {}),
     ...(o.nats && o.database ? { databaseUrl: o.database } : {}),
     spoolDir: o.spoolDir,
+    spoolMaxBytes: o.spoolMaxBytes,
+    spanFileMaxBytes: o.spanFileMaxBytes,
+    spanFileKeep: o.spanFileKeep,
     stream: o.stream,
     subjectPrefix: o.subjectPrefix,
     durable: o.durable,
@@ -80,7 +88,9 @@ export const startCommand = defineCommand('simulator + decision service + edge i
     metrics: usageMetrics(metrics.registry),
   });
   const authorizer = createAuthorizer(source);
-  const grpc = grpcComponent({ host: o.host, port: o.grpcPort, authorizer, source, logger, metrics, extraServices: envoyUsageServices(usage.sink, source) });
+  // On the default 127.0.0.1 plaintext is allowed (nothing off the machine reaches it); any other
+  // --host needs --tls-* or --insecure, as for `voicegate extproc`.
+  const grpc = grpcComponent({ host: o.host, port: o.grpcPort, ...(tls ? { tls } : {}), insecure: o.insecure, authorizer, source, logger, metrics, extraServices: envoyUsageServices(usage.sink, source) });
   // Lazy: `start` serves before PostgreSQL is up; /usage answers once it is.
   const pool = o.database ? poolComponent(o.database, 2).pool : undefined;
   const side = sidePortComponent({
@@ -91,7 +101,18 @@ export const startCommand = defineCommand('simulator + decision service + edge i
     mounts: pool ? [createUsageHttpHandler(pool, ctx.env['VOICEGATE_ADMIN_TOKEN'] ? { adminToken: ctx.env['VOICEGATE_ADMIN_TOKEN'] } : {})] : [],
   });
   const observe = composeObservers(usage.observe, createExchangeMetrics(metrics.registry));
-  const edge = edgeComponent({ host: o.host, port: o.port, source, authorizer, logger, ...(observe ? { observe } : {}) });
+  const edge = edgeComponent({
+    host: o.host,
+    port: o.port,
+    headersTimeoutMs: o.headersTimeout,
+    decisionBodyTimeoutMs: o.decisionBodyTimeout,
+    maxConnections: o.maxConnections,
+    wsMaxPayloadBytes: o.maxWsPayload,
+    source,
+    authorizer,
+    logger,
+    ...(observe ? { observe } : {}),
+  });
   const components: Component[] = [
     telemetryComponent('voicegate'),
     ...(simulator ? [simulator] : []),
@@ -104,7 +125,7 @@ export const startCommand = defineCommand('simulator + decision service + edge i
   ];
   const usageMode = o.nats ? (o.database ? 'nats+postgres' : 'nats') : `file ${o.spoolDir}/spans.jsonl`;
   return serve(ctx, components, o.drainDelay, async () => {
-    ctx.stdout(await banner({ snapshot, configPath: o.config, edgeUrl: edge.url, grpcPort: grpc.port, httpPort: side.port, simulator: simulator?.url, usage: usageMode }));
+    ctx.stdout(await banner({ snapshot, configPath: o.config, edgeUrl: edge.url, grpcHost: o.host, grpcTls: Boolean(tls), grpcPort: grpc.port, httpPort: side.port, simulator: simulator?.url, usage: usageMode }));
   });
 });
 
@@ -113,12 +134,12 @@ function shellWord(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-async function banner(p: { snapshot: Snapshot; configPath: string; edgeUrl: string; grpcPort: number; httpPort: number; simulator: string | undefined; usage: string }): Promise<string> {
+async function banner(p: { snapshot: Snapshot; configPath: string; edgeUrl: string; grpcHost: string; grpcTls: boolean; grpcPort: number; httpPort: number; simulator: string | undefined; usage: string }): Promise<string> {
   const lines = [
     '',
     'voicegate is running',
     `  gateway (edge)     ${p.edgeUrl}`,
-    `  decision (gRPC)    127.0.0.1:${p.grpcPort}   envoy.service.auth.v3.Authorization, ext_proc, access logs, health`,
+    `  decision (gRPC)    ${p.grpcHost.includes(':') ? `[${p.grpcHost}]` : p.grpcHost}:${p.grpcPort}${p.grpcTls ? ' (mutual TLS)' : ''}   envoy.service.auth.v3.Authorization, ext_proc, access logs, health`,
     `  metrics & usage    http://127.0.0.1:${p.httpPort}/metrics`,
     `  upstream           ${p.simulator ? `${p.simulator} (bundled simulator of api.smallest.ai)` : p.snapshot.providers.get('smallest')?.upstream ?? '-'}`,
     `  usage spans        ${p.usage}`,

@@ -3,9 +3,10 @@
  * Each knows its port, so a failed bind reads `port 8080 (edge) is already in use`.
  */
 import { startEdge, type EdgeHandle, type EdgeOptions } from '../../adapters/edge/server.ts';
-import { startExtprocServer, type ExtprocServer, type ExtprocServerOptions } from '../../adapters/envoy/server.ts';
+import { PlaintextListenerError, startExtprocServer, type ExtprocServer, type ExtprocServerOptions } from '../../adapters/envoy/server.ts';
+import { TlsFilesError } from '../../adapters/envoy/tls-files.ts';
 import { startSidePort, type SidePortOptions } from '../../adapters/http/side-port.ts';
-import { listenError, type Component } from '../lifecycle.ts';
+import { listenError, StartError, type Component } from '../lifecycle.ts';
 
 /** Grace for in-flight gRPC calls once closing. */
 const GRPC_CLOSE_GRACE_MS = 2_000;
@@ -45,7 +46,12 @@ export function grpcComponent(opts: ExtprocServerOptions): GrpcComponent {
       return server?.port ?? 0;
     },
     async start() {
-      server = await startExtprocServer(opts).catch((err: unknown) => Promise.reject(listenError(err, opts.port, 'gRPC')));
+      server = await startExtprocServer(opts).catch((err: unknown) => {
+        // Both already read as the one line an operator needs (which flag, which file).
+        if (err instanceof PlaintextListenerError || err instanceof TlsFilesError) return Promise.reject(new StartError(err.message, { cause: err }));
+        if (opts.socketPath) return Promise.reject(new StartError(`cannot listen on the Unix socket ${opts.socketPath}: ${(err as Error).message}`, { cause: err }));
+        return Promise.reject(listenError(err, opts.port, 'gRPC'));
+      });
     },
     drain() {
       server?.drain();
@@ -80,4 +86,12 @@ export function sidePortComponent(opts: SidePortOptions): SidePortComponent {
       await side?.close();
     },
   };
+}
+
+/** The gRPC server's TLS files from --tls-cert/--tls-key/--tls-ca: all three, or none (then a string saying what is missing). */
+export function serverTlsFromFlags(o: { tlsCert?: string | undefined; tlsKey?: string | undefined; tlsCa?: string | undefined }): { cert: string; key: string; ca: string } | undefined | string {
+  const given = [o.tlsCert, o.tlsKey, o.tlsCa].filter((v) => v !== undefined).length;
+  if (given === 0) return undefined;
+  if (o.tlsCert === undefined || o.tlsKey === undefined || o.tlsCa === undefined) return '--tls-cert, --tls-key and --tls-ca are given together (mutual TLS needs all three)';
+  return { cert: o.tlsCert, key: o.tlsKey, ca: o.tlsCa };
 }
