@@ -222,3 +222,29 @@ describe('JWT forgeries at the edge', () => {
     expect(r.upstream).toEqual(['POST /waves/v1/lightning-v3.1/get_speech']);
   });
 });
+
+describe('bodies that could be read two ways', () => {
+  const utf16 = Buffer.from('\ufeff{"text":"hi","model":"lightning-v3.1-pro"}', 'utf16le');
+  const cases: Array<[string, string, Record<string, string>, string | Buffer, number, string]> = [
+    ['a doubled "model" key', '/smallest/waves/v1/tts', {}, '{"text":"hi","model":"lightning-v3.1","model":"lightning-v3.1-pro"}', 400, 'ambiguous_parameter'],
+    ['a doubled key spelled with an escape', '/smallest/waves/v1/tts', {}, '{"text":"hi","model":"lightning-v3.1","mod\\u0065l":"lightning-v3.1-pro"}', 400, 'ambiguous_parameter'],
+    ['a gzip-encoded body', '/smallest/waves/v1/tts', { 'content-encoding': 'gzip' }, '{"text":"hi"}', 415, 'unsupported_content_encoding'],
+    ['a UTF-16 body', '/smallest/waves/v1/tts', {}, utf16, 400, 'invalid_body'],
+    ['a path model with another body model', '/smallest/waves/v1/lightning-v3.1/get_speech', {}, '{"text":"hi","model":"lightning-v3.1-pro"}', 400, 'model_conflict'],
+  ];
+  for (const [name, path, headers, body, status, code] of cases) {
+    it(`${name} → ${status} ${code}, nothing forwarded`, async () => {
+      let got: { status: number; code: string } = { status: 0, code: '' };
+      const upstream = await upstreamDuring(async () => {
+        const res = await fetch(`${stack.edge.url}${path}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${stack.tokens.alice}`, 'content-type': 'application/json', ...headers },
+          body,
+        });
+        got = { status: res.status, code: ((await res.json()) as { error: { code: string } }).error.code };
+      });
+      expect(got).toEqual({ status, code });
+      expect(upstream).toEqual([]);
+    });
+  }
+});
