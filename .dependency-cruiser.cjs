@@ -23,14 +23,19 @@ module.exports = {
       to: { path: '^(extproc/(adapters|main)/|simulator/|bench/|dev/)' },
     },
     ...[
-      ['config', 'catalogue|identity|decision|exchange|usage'],
-      ['catalogue', 'identity|decision|exchange|usage'],
-      ['identity', 'catalogue|decision|exchange|usage'],
-      ['decision', 'exchange|usage'],
-      ['exchange', 'usage'],
+      ['config', 'catalogue|identity|decision|exchange|limits|usage|control'],
+      ['catalogue', 'identity|decision|exchange|limits|usage|control'],
+      ['identity', 'catalogue|decision|exchange|limits|usage|control'],
+      ['decision', 'exchange|limits|usage|control'],
+      ['exchange', 'limits|usage|control'],
+      // Siblings after the exchange: admission and metering never depend on each other.
+      ['limits', 'usage|control'],
+      ['usage', 'limits|control'],
+      // The control plane's store port builds on the configuration's types and nothing else.
+      ['control', 'catalogue|identity|decision|exchange|limits|usage'],
     ].map(([folder, later]) => ({
       name: `core-folders-in-order`,
-      comment: 'Inside the core: config ← catalogue, identity ← decision ← exchange ← usage; a folder imports only those before it.',
+      comment: 'Inside the core: config ← catalogue, identity ← decision ← exchange ← limits | usage, and config ← control; a folder imports only those before it.',
       severity: 'error',
       from: { path: `^extproc/core/${folder}/`, pathNot: '\\.test\\.ts$' },
       to: { path: `^extproc/core/(${later})/` },

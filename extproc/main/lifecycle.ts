@@ -8,8 +8,17 @@
 export interface Component {
   readonly name: string;
   start(): Promise<void>;
-  /** Stops taking new work and reports not ready (gRPC NOT_SERVING, /readyz 503). */
+  /**
+   * Reports not ready (gRPC NOT_SERVING, /readyz 503). Listeners keep accepting until `close`, so
+   * load balancers have the drain delay to take the process out of rotation.
+   */
   drain(): Promise<void> | void;
+  /**
+   * Stops accepting and lets in-flight work finish within the component's drain window
+   * (`--drain-timeout`), then releases everything. Components close in reverse start order, so
+   * the listeners (started last) have ended every exchange before the usage sink (started before
+   * them) flushes its spans and closes.
+   */
   close(): Promise<void>;
   /** Settles when the component stops on its own after starting (a consumer's fatal error). */
   done?(): Promise<void>;
@@ -17,7 +26,10 @@ export interface Component {
 
 export interface RunOptions {
   readonly signal: AbortSignal;
-  /** Between drain and close, so load balancers see "not ready" before connections are refused. */
+  /**
+   * Between drain and close (`--drain-delay`), so load balancers see "not ready" before connections
+   * are refused; the drain window (`--drain-timeout`) starts after it, inside each listener's close.
+   */
   readonly drainDelayMs: number;
   /** One line, no trailing newline. */
   readonly report: (line: string) => void;

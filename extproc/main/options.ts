@@ -11,7 +11,7 @@ import { DEFAULT_AGGREGATOR_DURABLE } from './components/aggregator.ts';
 import { DEFAULT_OTEL_DURABLE } from './components/otel-export.ts';
 import { BYTES, DELAY_MS, flag, mandatory, NON_NEGATIVE_INT, oneOf, optional, PORT, POSITIVE_INT, SWITCH, TEXT, withDefault, type Flag } from './flags.ts';
 import { DEFAULT_DECISION_BODY_TIMEOUT_MS, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS } from '../adapters/edge/server.ts';
-import { DEFAULT_MAX_PAYLOAD_BYTES as DEFAULT_WS_MAX_PAYLOAD_BYTES } from '../adapters/edge/ws-proxy.ts';
+import { DEFAULT_MAX_PAYLOAD_BYTES as DEFAULT_WS_MAX_PAYLOAD_BYTES, DEFAULT_MAX_SESSION_MS, DEFAULT_SESSION_TOKEN_GRACE_MS } from '../adapters/edge/ws-proxy.ts';
 import { DEFAULT_SPAN_FILE_KEEP, DEFAULT_SPAN_FILE_MAX_BYTES } from '../adapters/files/file-sink.ts';
 import { DEFAULT_SPOOL_MAX_BYTES } from '../adapters/nats/spool.ts';
 import { parseDurationSeconds } from './duration.ts';
@@ -31,6 +31,10 @@ export const DEFAULT_EXTPROC_SPOOL_DIR = '.voicegate/extproc';
 export const DEFAULT_EDGE_SPOOL_DIR = '.voicegate/edge';
 /** No wait by default; set it to the load balancer's probe period in production. */
 export const DEFAULT_DRAIN_DELAY_MS = 0;
+/** Envoy's `--drain-time-s` is 600 s; Kubernetes' default grace period (30 s) is what bounds a pod. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
+/** The longest wait between the edge's reconnect attempts to the decision service. */
+export const DEFAULT_AUTHZ_RECONNECT_MAX_MS = 1000;
 /** The edge's gRPC decision deadline: above Envoy's 200 ms, which a loaded machine can exceed. */
 export const DEFAULT_EDGE_AUTHZ_TIMEOUT_MS = 1000;
 export const DEFAULT_TOKEN_TTL_SECONDS = 3600;
@@ -55,13 +59,23 @@ export const FLAGS = {
   subjectPrefix: flag({ flag: 'subject-prefix', value: 'PREFIX', env: 'VOICEGATE_SUBJECT_PREFIX', help: 'subjects spans are published under', fallback: DEFAULT_SUBJECT_PREFIX, schema: TEXT }),
   durable: flag({ flag: 'durable', value: 'NAME', env: 'VOICEGATE_DURABLE', help: "durable name of the aggregator's consumer", fallback: DEFAULT_AGGREGATOR_DURABLE, schema: TEXT }),
   spoolDir: optional({ flag: 'spool-dir', value: 'DIR', help: 'spool while NATS is away, or spans.jsonl without NATS', schema: TEXT }),
-  drainDelay: flag({ flag: 'drain-delay', value: 'MS', help: 'on SIGTERM: report not ready, wait this long (ms, or 5s), then close', fallback: DEFAULT_DRAIN_DELAY_MS, schema: DELAY_MS }),
+  drainDelay: flag({ flag: 'drain-delay', value: 'MS', help: 'on SIGTERM: report not ready but keep accepting this long (ms, or 5s), then stop accepting and drain', fallback: DEFAULT_DRAIN_DELAY_MS, schema: DELAY_MS }),
+  drainTimeout: flag({ flag: 'drain-timeout', value: 'MS', help: 'after accepting stopped: time in-flight REST, SSE and gRPC calls have to finish before WebSockets get 1001 and the rest is cut (ms, or 30s)', fallback: DEFAULT_DRAIN_TIMEOUT_MS, schema: DELAY_MS }),
 } satisfies Record<string, Flag<unknown>>;
 
 const spanStream = { nats: FLAGS.nats, stream: FLAGS.stream, subjectPrefix: FLAGS.subjectPrefix };
 
 // A zero deadline would switch the bound off; these exist to bound what a caller holds.
 const DEADLINE_MS = DELAY_MS.refine((ms) => ms > 0, 'must be above 0');
+/** A session lifetime: ms, or `90s`, `30m`, `1h`; above 0 (a zero would let activity keep a session forever). */
+const LIFETIME_MS = z
+  .string()
+  .regex(/^\d+(ms|s|m|h)?$/, 'must be milliseconds or a duration like 90s, 30m, 1h')
+  .transform((text) => {
+    const m = /^(\d+)(ms|s|m|h)?$/.exec(text)!;
+    return Number(m[1]) * (m[2] === 's' ? 1000 : m[2] === 'm' ? 60_000 : m[2] === 'h' ? 3_600_000 : 1);
+  })
+  .refine((ms) => ms > 0 && ms < 2 ** 31, 'must be above 0 and below 596h');
 
 /** The edge's bounds on what a caller can hold before and around the decision (`edge`, `start`). */
 const edgeLimits = {
@@ -69,6 +83,8 @@ const edgeLimits = {
   decisionBodyTimeout: flag({ flag: 'decision-body-timeout', value: 'MS', help: 'time a client has to send the body bytes the decision reads; past it 408 request_timeout', fallback: DEFAULT_DECISION_BODY_TIMEOUT_MS, schema: DEADLINE_MS }),
   maxConnections: flag({ flag: 'max-connections', value: 'N', help: 'client connections the edge holds at once; further ones are closed at accept', fallback: DEFAULT_MAX_CONNECTIONS, schema: POSITIVE_INT }),
   maxWsPayload: flag({ flag: 'max-ws-payload', value: 'BYTES', help: 'largest WebSocket message on either leg (bytes, or 64KiB, 16MiB); larger closes with 1009', fallback: DEFAULT_WS_MAX_PAYLOAD_BYTES, schema: BYTES }),
+  maxSession: flag({ flag: 'max-session', value: 'MS', help: 'longest a WebSocket session lasts however active (ms, or 30m, 1h); then 1008', fallback: DEFAULT_MAX_SESSION_MS, schema: LIFETIME_MS }),
+  sessionTokenGrace: flag({ flag: 'session-token-grace', value: 'MS', help: "how long a WebSocket session may outlive its token's exp beyond the issuer's clock skew (ms, or 5m)", fallback: DEFAULT_SESSION_TOKEN_GRACE_MS, schema: DELAY_MS }),
 };
 
 /** Disk bounds of the usage spans (every command that records them). */
@@ -102,6 +118,7 @@ export const START_OPTIONS = {
   database: FLAGS.database,
   durable: FLAGS.durable,
   drainDelay: FLAGS.drainDelay,
+  drainTimeout: FLAGS.drainTimeout,
 };
 
 export const EXTPROC_OPTIONS = {
@@ -116,6 +133,7 @@ export const EXTPROC_OPTIONS = {
   ...usageFiles,
   ...spanStream,
   drainDelay: FLAGS.drainDelay,
+  drainTimeout: FLAGS.drainTimeout,
 };
 
 export const EDGE_OPTIONS = {
@@ -128,12 +146,14 @@ export const EDGE_OPTIONS = {
   authzKey: optional({ flag: 'authz-key', value: 'FILE', help: 'private key of --authz-cert (PEM)', schema: TEXT }),
   authzServerName: optional({ flag: 'authz-server-name', value: 'NAME', help: "name the decision service's certificate must carry (default: the --authz host)", schema: TEXT }),
   authzTimeout: flag({ flag: 'authz-timeout', value: 'MS', help: 'deadline of each gRPC decision (ms, or 1s); past it the answer is 503 authz_unavailable', fallback: DEFAULT_EDGE_AUTHZ_TIMEOUT_MS, schema: DELAY_MS }),
+  authzReconnectMax: flag({ flag: 'authz-reconnect-max', value: 'MS', help: 'longest wait between reconnect attempts to the gRPC decision service (ms, or 1s)', fallback: DEFAULT_AUTHZ_RECONNECT_MAX_MS, schema: DELAY_MS.refine((ms) => ms > 0, 'must be above 0') }),
   ...edgeLimits,
   httpPort: withDefault(FLAGS.httpPort, DEFAULT_EDGE_HTTP_PORT),
   spoolDir: withDefault(FLAGS.spoolDir, DEFAULT_EDGE_SPOOL_DIR),
   ...usageFiles,
   ...spanStream,
   drainDelay: FLAGS.drainDelay,
+  drainTimeout: FLAGS.drainTimeout,
 };
 
 export const CERTS_OPTIONS = {

@@ -26,7 +26,11 @@ export function testSnapshot(): Snapshot {
     origin: 'test',
     issuers: [],
     providers: new Map([['smallest', { name: 'smallest', upstream: 'http://127.0.0.1:7070' }]]),
-    accounts: new Map(),
+    // The accounts the models name: the edge admits against their units (core/limits).
+    accounts: new Map([
+      ['smallest-tts', { name: 'smallest-tts', provider: 'smallest', token: 'sk_test_tts', users: new Set(['alice']), teams: new Set<string>(), concurrency: 64, wsPerUnit: 5 }],
+      ['smallest-stt', { name: 'smallest-stt', provider: 'smallest', token: 'sk_test_stt', users: new Set(['alice']), teams: new Set<string>(), concurrency: 64, wsPerUnit: 5 }],
+    ]),
     models: new Map([['smallest', new Map([['lightning-v3.1', tts], ['lightning_v3.1', tts], ['pulse', stt]])]]),
     defaultModels: new Map(),
     maxDecisionBodyBytes: 65536,

@@ -17,11 +17,16 @@ import type { ExchangeObserverFactory } from '../../core/exchange/exchange-obser
 import { denyResponse, gatewayError, type LocalResponse } from '../../core/exchange/responses.ts';
 import { openObserver, type GuardedObserver } from '../../core/exchange/safe-observer.ts';
 import { planUpstream, type UpstreamPlan } from '../../core/exchange/upstream-plan.ts';
+import type { AdmissionLedger } from '../../core/limits/ledger.ts';
+import type { SynthesisGate } from '../../core/limits/synthesis.ts';
+import { admitLimits } from './limits.ts';
 
 export interface AdmitDeps {
   readonly authorizer: Authorizer;
   readonly observe?: ExchangeObserverFactory;
   readonly logger: Logger;
+  /** The pod's admission ledger (core/limits); every allowed exchange takes its units here. */
+  readonly limits: AdmissionLedger;
 }
 
 export interface AdmitRequest {
@@ -41,6 +46,8 @@ export interface Admitted {
   readonly decision: Allow;
   /** The exchange's snapshot (the one the decision and the plan used). */
   readonly snapshot: Snapshot;
+  /** TTS WebSockets: admits each synthesis on the socket against the limits (edge/limits.ts). */
+  readonly frameGate?: SynthesisGate;
 }
 
 /**
@@ -69,5 +76,17 @@ export async function admit(deps: AdmitDeps, a: AdmitRequest): Promise<Admitted 
     a.answer(gatewayError('no_route', plan.message));
     return void observer.end({ status: statusOf('no_route'), error: 'no_route' });
   }
-  return { plan, observer, decision, snapshot: x.snapshot };
+  // Last, so that nothing refused above holds a unit; released by the observer's end.
+  const limited = admitLimits(deps.limits, decision, x.snapshot, observer);
+  if (limited.kind === 'refused') {
+    a.answer(limited.response);
+    return void observer.end({ status: limited.response.status, error: limited.code });
+  }
+  return {
+    plan,
+    observer: limited.observer,
+    decision,
+    snapshot: x.snapshot,
+    ...(limited.frameGate ? { frameGate: limited.frameGate } : {}),
+  };
 }

@@ -22,6 +22,8 @@ import { createUpstreamAgents, proxyRest, writeLocal } from './rest-proxy.ts';
 import { gatewayError, healthResponse, readinessResponse } from '../../core/exchange/responses.ts';
 import { createWebSocketProxy, writeRawResponse } from './ws-proxy.ts';
 import { corsVerdict } from '../../core/decision/cors.ts';
+import { createAdmissionLedger, type AdmissionLedger } from '../../core/limits/ledger.ts';
+import { createInFlight } from './in-flight.ts';
 
 export interface EdgeOptions {
   /** Listen address; default `0.0.0.0` (public listener, as Envoy's). */
@@ -51,26 +53,46 @@ export interface EdgeOptions {
   readonly wsLowWaterBytes?: number;
   /** Largest WebSocket message accepted on either leg; default 16 MiB (the provider's own limit). Larger closes with 1009. */
   readonly wsMaxPayloadBytes?: number;
+  /** Longest a WebSocket session lasts, however active (ws-proxy.ts `DEFAULT_MAX_SESSION_MS`, 1 h); then 1008. */
+  readonly maxSessionMs?: number;
+  /** How long a WebSocket session may outlive its token (beyond the issuer's clock skew); default 0. */
+  readonly sessionTokenGraceMs?: number;
   /** Time a client has to send its complete request head (Node's `headersTimeout`); default 10 s. */
   readonly headersTimeoutMs?: number;
   /** Time a client has to send the body bytes the decision reads; default 10 s, then 408 `request_timeout`. */
   readonly decisionBodyTimeoutMs?: number;
   /** Concurrent client connections this edge accepts (`server.maxConnections`); default 1024. */
   readonly maxConnections?: number;
+  /**
+   * The admission ledger (core/limits). Default: one of this process's own, granted every unit of
+   * each account (single pod); limits are always enforced, there is no switch to turn them off.
+   */
+  readonly limits?: AdmissionLedger;
 }
 
 export interface EdgeHandle {
   /** `http://host:port`, with a loopback host when listening on every address. */
   readonly url: string;
   readonly port: number;
-  /** Stops listening, closes live WebSockets with 1001 and cuts remaining connections. */
-  close(): Promise<void>;
+  /**
+   * Reports not ready on the edge's own `/readyz` (503) and keeps serving and accepting, so a load
+   * balancer notices before connections are refused (the `--drain-delay` between the two).
+   */
+  drain(): void;
+  /**
+   * Stops accepting; lets in-flight REST and SSE exchanges finish for up to `graceMs` (default 0:
+   * cut at once), then closes live WebSockets with 1001 on both legs, cuts what is left, and
+   * resolves once every exchange's observer has ended — its span handed to the sink.
+   */
+  close(opts?: { readonly graceMs?: number }): Promise<void>;
 }
 
 export const DEFAULT_MAX_DECISION_BODY_BYTES = 64 * 1024;
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
 export const DEFAULT_DECISION_BODY_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_CONNECTIONS = 1024;
+/** After the window: how long cut exchanges get to end their observers (publish their spans). */
+const SPAN_SETTLE_MS = 3_000;
 
 function pathOnly(pathWithQuery: string): string {
   const q = pathWithQuery.indexOf('?');
@@ -119,9 +141,19 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
     ...(opts.wsHighWaterBytes !== undefined ? { highWaterBytes: opts.wsHighWaterBytes } : {}),
     ...(opts.wsLowWaterBytes !== undefined ? { lowWaterBytes: opts.wsLowWaterBytes } : {}),
     ...(opts.wsMaxPayloadBytes !== undefined ? { maxPayloadBytes: opts.wsMaxPayloadBytes } : {}),
+    ...(opts.maxSessionMs !== undefined ? { maxSessionMs: opts.maxSessionMs } : {}),
+    ...(opts.sessionTokenGraceMs !== undefined ? { sessionTokenGraceMs: opts.sessionTokenGraceMs } : {}),
+  });
+  // Mid-session enforcement: every open WebSocket is decided again against each new snapshot.
+  const stopRechecks = opts.source.onSwap((next) => {
+    const ended = ws.recheck(next);
+    if (ended > 0) logger.info({ ended, version: next.version }, 'sessions no longer entitled were ended');
   });
 
-  const deps = { authorizer: opts.authorizer, logger, ...(opts.observe ? { observe: opts.observe } : {}) };
+  const inFlight = createInFlight();
+  let draining = false;
+  let closing = false;
+  const deps = { authorizer: opts.authorizer, logger, limits: opts.limits ?? createAdmissionLedger(), ...(opts.observe ? { observe: inFlight.observe(opts.observe) } : {}) };
 
   /**
    * The exchange as the connection manager hands it to the filters: x-forwarded-* and the request
@@ -153,7 +185,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
   async function onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const own = pathOnly(req.url ?? '/');
     if (own === '/healthz') return writeLocal(res, healthResponse());
-    if (own === '/readyz') return writeLocal(res, readinessResponse(opts.source.current() !== undefined));
+    if (own === '/readyz') return writeLocal(res, readinessResponse(!draining && opts.source.current() !== undefined));
 
     const traits = routeTraits(req.method ?? 'GET', req.url ?? '/', false);
     const exchange = arrival(req, traits.kind, false);
@@ -234,6 +266,15 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
   });
   server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    inFlight.trackResponse(res);
+    if (closing) {
+      // A request that arrived on a kept-alive connection after accepting stopped is served, then
+      // its connection closes (`Connection: close`), as Envoy does on HTTP/1.1 while draining.
+      res.shouldKeepAlive = false;
+    }
+    res.once('finish', () => {
+      if (closing) setImmediate(() => server.closeIdleConnections());
+    });
     onRequest(req, res).catch((err: unknown) => {
       if (err instanceof ClientAbortedError) return;
       logger.error({ err }, 'edge request failed');
@@ -242,10 +283,14 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
     });
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    onUpgrade(req, socket, head).catch((err: unknown) => {
+    // A session opened now would only be closed with 1001 moments later: refuse it as a closed
+    // listener would (clients reconnect elsewhere).
+    if (closing) return void socket.destroy();
+    const decided = onUpgrade(req, socket, head).catch((err: unknown) => {
       logger.error({ err }, 'edge upgrade failed');
       writeRawResponse(socket, gatewayError('internal_error', 'Internal gateway error.'));
     });
+    inFlight.trackUpgrade(decided);
   });
 
   const host = opts.host ?? '0.0.0.0';
@@ -263,11 +308,31 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
   return {
     url: `http://${shownHost}:${port}`,
     port,
-    async close() {
+    drain() {
+      draining = true;
+    },
+    async close(closeOpts = {}) {
+      draining = true;
+      closing = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      const graceMs = closeOpts.graceMs ?? 0;
+      if (inFlight.requests > 0 && graceMs > 0) {
+        logger.info({ requests: inFlight.requests, graceMs }, 'edge draining: waiting for in-flight requests');
+        if (!(await inFlight.requestsDone(graceMs))) logger.warn({ requests: inFlight.requests }, 'drain window over; cutting the requests still in flight');
+      }
+      inFlight.cutting();
       await ws.close();
       server.closeAllConnections();
+      // A WebSocket whose handshake was under way when the sessions were closed opens after; close
+      // again until every exchange has ended, so each one's span is published before the sink closes.
+      const deadline = Date.now() + SPAN_SETTLE_MS;
+      while (!(await inFlight.settled(50)) && Date.now() < deadline) {
+        await ws.close();
+        server.closeAllConnections();
+      }
+      // Sessions stay re-checked through the drain window, until the last one has closed.
+      stopRechecks();
       agents.destroy();
       await closed;
     },

@@ -6,6 +6,11 @@
  * On TTS sessions every client frame is checked against the session's model before it is relayed
  * (core/decision/tts-frame.ts): a refused frame never reaches the provider, the caller gets the
  * provider's error-frame shape and close code 1008.
+ *
+ * Every open session is in a registry: on each snapshot swap it is decided again
+ * (core/decision/recheck.ts) with the identity it was admitted with, and it ends on time when its
+ * token expires or its maximum lifetime runs out, however active it is. An ended session gets, on
+ * TTS, the provider's error frame; on both kinds, close 1008 with a reason; its span says why.
  */
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
@@ -21,6 +26,17 @@ import type { UpstreamPlan } from '../../core/exchange/upstream-plan.ts';
 import type { Snapshot } from '../../core/config/snapshot.ts';
 import type { Allow } from '../../core/decision/types.ts';
 import { FRAME_REFUSED_CLOSE_CODE, ttsErrorFrame, ttsFrameGuard, type TtsFrameGuard } from '../../core/decision/tts-frame.ts';
+import type { SynthesisGate } from '../../core/limits/synthesis.ts';
+import {
+  recheckSession,
+  sessionCloseReason,
+  sessionDeadline,
+  sessionToken,
+  SESSION_ENDED_CLOSE_CODE,
+  type AdmittedSession,
+  type SessionBounds,
+  type SessionEndReason,
+} from '../../core/decision/recheck.ts';
 
 /** Pause the reading side above this many bytes queued on the writing side… */
 export const DEFAULT_HIGH_WATER_BYTES = 1 << 20;
@@ -28,6 +44,12 @@ export const DEFAULT_HIGH_WATER_BYTES = 1 << 20;
 export const DEFAULT_LOW_WATER_BYTES = 256 << 10;
 /** The provider refuses messages over 16 MiB; so does the edge, before buffering more. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 16 << 20;
+/** Longest a session lasts, however active (`--max-session`); the provider documents no limit of its own. */
+export const DEFAULT_MAX_SESSION_MS = 3_600_000;
+/** How long a session may outlive its token beyond the issuer's clock skew (`--session-token-grace`). */
+export const DEFAULT_SESSION_TOKEN_GRACE_MS = 0;
+/** setTimeout's largest delay (2^31-1 ms, about 24.8 days); later deadlines re-arm. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Largest upstream rejection body relayed to the caller. */
 const MAX_REJECTION_BODY = 64 << 10;
 
@@ -37,6 +59,10 @@ export interface WebSocketProxyOptions {
   readonly lowWaterBytes?: number;
   /** Largest message either leg accepts; larger closes that leg with 1009. Default 16 MiB. */
   readonly maxPayloadBytes?: number;
+  /** Longest a session may last, however active; default {@link DEFAULT_MAX_SESSION_MS}. */
+  readonly maxSessionMs?: number;
+  /** How long a session may outlive its token; default {@link DEFAULT_SESSION_TOKEN_GRACE_MS}. */
+  readonly sessionTokenGraceMs?: number;
 }
 
 export interface WebSocketExchange {
@@ -59,10 +85,17 @@ export interface WebSocketExchange {
    * either direction for this long (envoy.yaml's route `idle_timeout`); 0 disables it.
    */
   readonly idleTimeoutMs: number;
+  /** TTS sessions: each synthesis takes a unit of the limits (edge/limits.ts) before it is relayed. */
+  readonly frameGate?: SynthesisGate;
 }
 
 export interface WebSocketProxy {
   proxy(x: WebSocketExchange): void;
+  /**
+   * Decides every open session again against `next` (call it on each snapshot swap): a session no
+   * longer entitled ends at once with 1008. Resolves nothing; returns how many it ended.
+   */
+  recheck(next: Snapshot): number;
   /** Ends every live session (code 1001, going away), terminating laggards after a second. */
   close(): Promise<void>;
 }
@@ -138,6 +171,40 @@ function asBuffer(data: RawData): Buffer {
 /** Module-level so that the listener left on a caller's socket closes over nothing. */
 function ignoreError(): void {}
 
+/**
+ * Limits on an open TTS socket, after the model check: a synthesis that gets no unit is answered
+ * with the provider's error frame and never relayed; the socket stays open, as the provider leaves
+ * it when over its own limit.
+ */
+function limitedFrames(
+  admitted: (data: Buffer, isBinary: boolean) => boolean,
+  gate: SynthesisGate | undefined,
+  client: WebSocket,
+): (data: Buffer, isBinary: boolean) => boolean {
+  if (!gate) return admitted;
+  return (data, isBinary) => {
+    if (!admitted(data, isBinary)) return false;
+    const verdict = gate.client(data, isBinary);
+    if (verdict.kind === 'forward') return true;
+    if (client.readyState === WebSocket.OPEN) client.send(verdict.frame);
+    return false;
+  };
+}
+
+/** One open session: what shutdown (every session closed with 1001) and re-checks need. */
+interface LiveSession {
+  readonly client: WebSocket;
+  readonly upstream: WebSocket;
+  /** Decides the session again against a new snapshot; true when that ended it. */
+  readonly recheck: (next: Snapshot) => boolean;
+}
+
+/** What a session was admitted with, read before its handshake; it opens when bridged. */
+interface SessionAdmission extends Omit<AdmittedSession, 'openedAtMs'> {
+  /** The exchange's snapshot: the issuer's clock skew of the first deadline. */
+  readonly snapshot: Snapshot;
+}
+
 /** What the caller's 101 must carry over from the upstream's 101. */
 interface PendingHandshake {
   readonly protocol: string | false;
@@ -149,7 +216,13 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
   const low = opts.lowWaterBytes ?? DEFAULT_LOW_WATER_BYTES;
   const maxPayload = opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const pending = new WeakMap<IncomingMessage, PendingHandshake>();
-  const live = new Set<{ client: WebSocket; upstream: WebSocket }>();
+  const live = new Set<LiveSession>();
+  /** The snapshot of the last re-check, for sessions that open after it (see the end of bridge). */
+  let latest: Snapshot | undefined;
+  const bounds: SessionBounds = {
+    maxSessionMs: opts.maxSessionMs ?? DEFAULT_MAX_SESSION_MS,
+    tokenGraceMs: opts.sessionTokenGraceMs ?? DEFAULT_SESSION_TOKEN_GRACE_MS,
+  };
 
   const wss = new WebSocketServer({
     noServer: true,
@@ -206,8 +279,10 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
     upstream: WebSocket,
     idleTimeoutMs: number,
     guard: TtsFrameGuard | undefined,
+    admission: SessionAdmission,
+    gate?: SynthesisGate,
   ): void {
-    const session = { client, upstream };
+    const session: LiveSession = { client, upstream, recheck: (next) => recheckNow(next) };
     live.add(session);
     let codeToClient: number | undefined;
     let clientClosed = false;
@@ -220,11 +295,15 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       if (client.readyState === WebSocket.OPEN) client.close(1001, 'idle timeout');
       if (upstream.readyState === WebSocket.OPEN) upstream.close(1001, 'idle timeout');
     });
+    let policyEnd: SessionEndReason | undefined;
+    let deadline: NodeJS.Timeout | undefined;
     const finish = (clientCode: number) => {
       if (!clientClosed || !upstreamClosed) return;
       idle.stop();
+      clearTimeout(deadline);
       live.delete(session);
-      observer.end({ status: 101, closeCode: codeToClient ?? clientCode, ...(idledOut ? { error: 'idle_timeout' } : {}) });
+      const error = policyEnd ?? (idledOut ? 'idle_timeout' : undefined);
+      observer.end({ status: 101, closeCode: codeToClient ?? clientCode, ...(error ? { error } : {}) });
     };
     let lastClientCode = 1005;
     let refused = false;
@@ -249,8 +328,44 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       return false;
     };
 
-    relay(client, upstream, (d, b) => observer.clientMessage(d, b), idle.touch, admitted);
-    relay(upstream, client, (d, b) => observer.upstreamMessage(d, b), idle.touch);
+    const opened: AdmittedSession = { metadata: admission.metadata, token: admission.token, openedAtMs: Date.now(), ...(admission.origin !== undefined ? { origin: admission.origin } : {}) };
+    /**
+     * Ends a session its admission no longer covers (revoked, expired, too long): the caller learns
+     * why (TTS: the provider's error frame) and gets 1008; the upstream is closed at once and what
+     * the caller sends meanwhile is dropped (`refused`), so the provider receives nothing more.
+     * What was relayed until now is metered and billed as usual (the span's status stays 101).
+     */
+    const endOnPolicy = (reason: SessionEndReason, message: string): boolean => {
+      if (refused || client.readyState !== WebSocket.OPEN) return false;
+      refused = true;
+      policyEnd = reason;
+      codeToClient = SESSION_ENDED_CLOSE_CODE;
+      opts.logger.info({ reason, user: opened.metadata.user, model: opened.metadata.model }, 'websocket session ended by the gateway');
+      if (guard) client.send(ttsErrorFrame(message));
+      client.close(SESSION_ENDED_CLOSE_CODE, sessionCloseReason(reason));
+      if (upstream.readyState === WebSocket.OPEN) upstream.close(1000, 'session ended by the gateway');
+      return true;
+    };
+    /** One timer for the earliest time bound; activity never moves it. */
+    const arm = (snapshot: Snapshot): void => {
+      clearTimeout(deadline);
+      const d = sessionDeadline(opened, snapshot, bounds);
+      if (!d) return;
+      const wait = Math.min(Math.max(0, d.atMs - Date.now()), MAX_TIMER_MS);
+      deadline = setTimeout(() => void (Date.now() >= d.atMs ? endOnPolicy(d.reason, d.message) : arm(snapshot)), wait);
+      // The sockets keep the process alive; this bound alone must not.
+      deadline.unref();
+    };
+    const recheckNow = (next: Snapshot): boolean => {
+      const verdict = recheckSession(opened, next);
+      if (verdict.kind === 'end') return endOnPolicy(verdict.reason, verdict.message);
+      // The new snapshot's clock skew for the token's issuer may differ.
+      arm(next);
+      return false;
+    };
+
+    relay(client, upstream, (d, b) => observer.clientMessage(d, b), idle.touch, limitedFrames(admitted, gate, client));
+    relay(upstream, client, (d, b) => (gate?.upstream(d, b), observer.upstreamMessage(d, b)), idle.touch);
 
     client.on('close', (code, reason) => {
       clientClosed = true;
@@ -275,12 +390,23 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') upstreamTooBig = true;
       opts.logger.debug({ err }, 'upstream websocket error');
     });
+    // A swap while this session was being decided or handshaking found it not yet registered:
+    // decide it against that newer snapshot now, before the caller can send anything.
+    if (latest !== undefined && latest !== admission.snapshot) recheckNow(latest);
+    else arm(admission.snapshot);
   }
 
   function proxy(x: WebSocketExchange): void {
     const { req, socket, plan, observer } = x;
     // Built before the handshake, from the decision alone, so a session is never relayed unchecked.
     const guard = ttsFrameGuard(x.decision.metadata, x.snapshot);
+    const auth = req.headers.authorization;
+    const admission: SessionAdmission = {
+      metadata: x.decision.metadata,
+      token: sessionToken(auth !== undefined ? { authorization: auth } : {}, req.url ?? '/'),
+      ...(typeof req.headers.origin === 'string' ? { origin: req.headers.origin } : {}),
+      snapshot: x.snapshot,
+    };
     let settled = false;
     const fail = (r: LocalResponse, error: string) => {
       if (settled) return;
@@ -375,7 +501,7 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       wss.handleUpgrade(req, socket, x.head, (client) => {
         bridged = true;
         upstream.off('error', ignoreError);
-        bridge(observer, client, upstream, x.idleTimeoutMs, guard);
+        bridge(observer, client, upstream, x.idleTimeoutMs, guard, admission, x.frameGate);
       });
       pending.delete(req);
       if (!bridged) {
@@ -387,6 +513,12 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
 
   return {
     proxy,
+    recheck(next) {
+      latest = next;
+      let ended = 0;
+      for (const s of [...live]) if (s.recheck(next)) ended++;
+      return ended;
+    },
     async close() {
       const sessions = [...live];
       for (const { client, upstream } of sessions) {

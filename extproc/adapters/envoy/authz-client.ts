@@ -14,6 +14,12 @@ export interface GrpcAuthorizerOptions {
   /** Per-call deadline; Envoy's ext_authz gRPC timeout defaults to 200 ms. */
   readonly timeoutMs?: number;
   /**
+   * Longest wait between reconnect attempts once the decision service went away (default 1 s).
+   * grpc-js's own default grows 1 s × 1.6ⁿ up to 120 s, so after a minute-long outage the edge
+   * kept answering 503 for ~10 s after the service was back.
+   */
+  readonly reconnectMaxMs?: number;
+  /**
    * TLS to the decision service: its certificate is verified against `ca`; `cert` and `key` are
    * this client's own certificate (required by `voicegate extproc` with --tls-ca). Re-read while
    * running, as on the server.
@@ -26,6 +32,9 @@ export interface GrpcAuthorizerOptions {
 }
 
 export const DEFAULT_AUTHZ_TIMEOUT_MS = 200;
+export const DEFAULT_RECONNECT_MAX_MS = 1000;
+/** First reconnect wait; grpc-js then multiplies it by 1.6 (±20 % jitter) up to the maximum. */
+const INITIAL_RECONNECT_MS = 100;
 
 /** `attributes.request.http` of a CheckRequest, in proto-loader's field naming. */
 export interface CheckRequestObject {
@@ -92,12 +101,15 @@ export function createGrpcAuthorizer(target: string, opts: GrpcAuthorizerOptions
   const credentials = files
     ? grpc.experimental.createCertificateProviderChannelCredentials(files, tls?.cert ? files : null)
     : grpc.credentials.createInsecure();
+  const reconnectMaxMs = Math.max(1, opts.reconnectMaxMs ?? DEFAULT_RECONNECT_MAX_MS);
   const client = new grpc.Client(target, credentials, {
     ...(tls?.serverName ? { 'grpc.ssl_target_name_override': tls.serverName, 'grpc.default_authority': tls.serverName } : {}),
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
     // Channelz (gRPC's introspection service) is never exposed here; its per-call bookkeeping is pure cost.
     'grpc.enable_channelz': 0,
+    'grpc.initial_reconnect_backoff_ms': Math.min(INITIAL_RECONNECT_MS, reconnectMaxMs),
+    'grpc.max_reconnect_backoff_ms': reconnectMaxMs,
   });
   const timeoutMs = opts.timeoutMs ?? DEFAULT_AUTHZ_TIMEOUT_MS;
   // Connect now rather than on the first Check: the HTTP/2 handshake would otherwise eat the first
@@ -108,7 +120,10 @@ export function createGrpcAuthorizer(target: string, opts: GrpcAuthorizerOptions
   return {
     check(input: CheckInput): Promise<Decision> {
       return new Promise((resolve) => {
-        client.makeUnaryRequest(method.path, serialize, deserialize, input, { deadline: Date.now() + timeoutMs }, (err, decision) => {
+        // waitForReady false (grpc-js's default, stated so it stays): while the channel is in
+        // TRANSIENT_FAILURE a call fails at once with UNAVAILABLE — 503 now, not at the deadline.
+        const metadata = new grpc.Metadata({ waitForReady: false });
+        client.makeUnaryRequest(method.path, serialize, deserialize, input, metadata, { deadline: Date.now() + timeoutMs }, (err, decision) => {
           resolve(err || !decision ? authzUnavailable() : decision);
         });
       });

@@ -1,16 +1,26 @@
 /**
  * SpanSink that publishes to NATS JetStream with acknowledgement, `Nats-Msg-Id` = span id, and
- * falls back to the disk spool while NATS is unreachable or not acknowledging.
+ * writes every span to the disk spool first (a write-ahead log), so no span depends on memory.
+ *
+ * Durability: `publish()` writes the span's line to `spool.jsonl` with one write(2) before it
+ * returns (it survives a kill of the process from then on) and the spool fdatasyncs in batches
+ * every few milliseconds (power loss); the publish to JetStream starts at the same time. An
+ * acknowledged span moves the spool's offset; a span that is never acknowledged — NATS gone, the
+ * process killed — is still in the file and is published again by the replay, of this run or of
+ * the next start. What is replayed twice is dropped by JetStream (`Nats-Msg-Id` within the stream's
+ * duplicate window) and by the aggregator (span-id primary key) beyond it.
  *
  * Order: in `direct` mode spans go from a bounded in-memory queue to JetStream, a window of
- * publishes in flight. When a publish fails or the queue is full the sink switches to `spool`
- * mode: that span and every later one is appended to the spool, and a replay loop publishes the
- * spool in file order once NATS answers again; only when the spool is empty does the sink go back
- * to `direct`. A span that was in flight during the switch may land slightly out of order; spans
- * are independent, so only the de-duplication matters, and that is by span id.
+ * publishes in flight, and their acknowledgements advance the offset over the longest prefix that
+ * is acknowledged. When a publish fails or the queue is full the sink switches to `spool` mode: the
+ * spans stay only on disk and a replay loop publishes the file from the offset once NATS answers
+ * again; only when it has caught up does the sink go back to `direct`. A span that was in flight
+ * during the switch may land slightly out of order, or twice; spans are independent, so only the
+ * de-duplication matters, and that is by span id.
  *
- * Loss: the spool has a size cap (`spoolMaxBytes`); past it the newest spans are refused, counted
- * in `voicegate_usage_spool_dropped_total` and logged as errors, never dropped without a trace.
+ * Loss: the spool has a size cap (`spoolMaxBytes`); past it, while NATS is away, the newest spans
+ * are refused, counted in `voicegate_usage_spool_dropped_total` and logged as errors, never dropped
+ * without a trace. While NATS acknowledges, a span the spool cannot take is still published.
  */
 import { connect, type JetStreamClient, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
@@ -24,7 +34,7 @@ export interface NatsSpanSinkOptions extends SpanStreamOptions {
   readonly servers: string | string[];
   readonly spoolDir: string;
   readonly logger: Logger;
-  /** Spans held in memory before new ones go to the spool (default 10,000). */
+  /** Spans held in memory before new ones go to the spool only (default 10,000). */
   readonly maxQueue?: number;
   /** Publishes in flight at once (default 128). */
   readonly window?: number;
@@ -34,6 +44,9 @@ export interface NatsSpanSinkOptions extends SpanStreamOptions {
   readonly retryMs?: number;
   /** Largest spool file; once full, newer spans are refused, counted and logged (default 256 MiB). */
   readonly spoolMaxBytes?: number;
+  /** Group commit of the spool: longest wait for fdatasync (default 5 ms) and the batch that starts one at once (default 256). */
+  readonly syncIntervalMs?: number;
+  readonly syncBatch?: number;
   readonly metrics?: UsageMetrics;
 }
 
@@ -44,8 +57,16 @@ export interface NatsSinkStats {
   readonly connected: boolean;
   readonly queued: number;
   readonly inFlight: number;
+  /** Spans that only the replay will publish (on disk, not in memory). */
   readonly spoolSpans: number;
   readonly spoolBytes: number;
+}
+
+/** A span written in direct mode: where its line ends in the spool (none if the spool refused it). */
+interface Entry {
+  readonly span: UsageSpan;
+  readonly end: number | undefined;
+  acked: boolean;
 }
 
 export class NatsSpanSink implements SpanSink {
@@ -58,7 +79,10 @@ export class NatsSpanSink implements SpanSink {
   #js: JetStreamClient | undefined;
   // Starts in spool mode: nothing goes direct until the stream is known to exist.
   #mode: SinkMode = 'spool';
-  #queue: UsageSpan[] = [];
+  // Direct-mode spans in the order they were written, until their prefix is acknowledged.
+  #written: Entry[] = [];
+  #writtenHead = 0;
+  #queue: Entry[] = [];
   #inFlight = 0;
   #draining: Promise<void> | undefined;
   #replaying: Promise<void> | undefined;
@@ -69,6 +93,7 @@ export class NatsSpanSink implements SpanSink {
   // Spans refused by a full spool and not yet reported in a log line.
   #droppedUnlogged = 0;
   #dropLoggedAt = 0;
+  #writeErrorLoggedAt = 0;
 
   private constructor(opts: NatsSpanSinkOptions, spool: Spool) {
     this.#opts = opts;
@@ -89,7 +114,17 @@ export class NatsSpanSink implements SpanSink {
    * when NATS is down at start (they are spooled until it answers).
    */
   static async start(opts: NatsSpanSinkOptions): Promise<NatsSpanSink> {
-    return new NatsSpanSink(opts, await Spool.open(opts.spoolDir, opts.spoolMaxBytes !== undefined ? { maxBytes: opts.spoolMaxBytes } : {}));
+    const metrics = opts.metrics ?? NO_USAGE_METRICS;
+    const spool = await Spool.open(opts.spoolDir, {
+      ...(opts.spoolMaxBytes !== undefined ? { maxBytes: opts.spoolMaxBytes } : {}),
+      ...(opts.syncIntervalMs !== undefined ? { syncIntervalMs: opts.syncIntervalMs } : {}),
+      ...(opts.syncBatch !== undefined ? { syncBatch: opts.syncBatch } : {}),
+      onSync: (lines) => {
+        metrics.spoolSyncs.inc();
+        metrics.spoolSyncedSpans.inc(lines);
+      },
+    });
+    return new NatsSpanSink(opts, spool);
   }
 
   /** Resolves once connected, the stream exists and a left-over spool has been replayed. */
@@ -98,13 +133,15 @@ export class NatsSpanSink implements SpanSink {
   }
 
   stats(): NatsSinkStats {
+    const direct = this.#mode === 'direct';
     return {
       mode: this.#mode,
       connected: this.#js !== undefined && !this.#nc?.isClosed(),
       queued: this.#queue.length,
       inFlight: this.#inFlight,
-      spoolSpans: this.#spool.spans,
-      spoolBytes: this.#spool.bytes,
+      // In direct mode everything in the file is also in memory, on its way to NATS.
+      spoolSpans: direct ? 0 : this.#spool.spans,
+      spoolBytes: direct ? 0 : this.#spool.bytes,
     };
   }
 
@@ -113,27 +150,47 @@ export class NatsSpanSink implements SpanSink {
       this.#log.error({ spanId: span.spanId }, 'span published after close; dropped');
       return;
     }
+    const end = this.#write(span);
     if (this.#mode === 'direct' && this.#queue.length + this.#inFlight >= (this.#opts.maxQueue ?? 10_000)) {
-      this.#log.warn('usage publish queue full; spooling spans to disk');
-      this.#mode = 'spool';
+      this.#log.warn('usage publish queue full; spans wait in the disk spool');
+      this.#enterSpool();
     }
     if (this.#mode === 'spool') {
-      this.#toSpool([span]);
+      if (end !== undefined) this.#metrics.spooled.inc();
+      else this.#dropped(1);
+      this.#updateGauges();
       return;
     }
-    this.#queue.push(span);
+    const entry: Entry = { span, end, acked: false };
+    this.#written.push(entry);
+    this.#queue.push(entry);
     this.#metrics.queueDepth.set(this.#queue.length + this.#inFlight);
     this.#draining ??= this.#drain().finally(() => {
       this.#draining = undefined;
     });
   }
 
-  async flush(): Promise<void> {
-    while (this.#draining || this.#queue.length > 0) {
-      if (this.#draining) await this.#draining;
-      else if (this.#queue.length > 0 && this.#mode === 'spool') this.#toSpool(this.#queue.splice(0));
+  /** The span's line, in the kernel before this returns; undefined when the spool refused or failed. */
+  #write(span: UsageSpan): number | undefined {
+    try {
+      return this.#spool.write([JSON.stringify(span)]).ends[0];
+    } catch (err) {
+      const now = Date.now();
+      if (now - this.#writeErrorLoggedAt >= DROP_LOG_INTERVAL_MS) {
+        this.#writeErrorLoggedAt = now;
+        this.#log.error({ err: errText(err), path: this.#spool.path }, 'usage spool write failed; spans depend on NATS acknowledging them');
+      }
+      return undefined;
     }
-    await this.#spool.settled();
+  }
+
+  /**
+   * Resolves when every span handed over so far is acknowledged by NATS or fdatasync'ed in the
+   * spool: publishes in flight settle first (acknowledged, or failed and so waiting on disk).
+   */
+  async flush(): Promise<void> {
+    while (this.#draining) await this.#draining;
+    await this.#spool.synced();
   }
 
   /** Resolves when the spool has been fully replayed and nothing is queued (tests). */
@@ -198,21 +255,69 @@ export class NatsSpanSink implements SpanSink {
   async #watchStatus(nc: NatsConnection): Promise<void> {
     for await (const s of nc.status()) {
       if (s.type === 'reconnect') this.#kickReplay();
-      else if (s.type === 'disconnect') this.#log.warn('usage publisher lost NATS; spans will be spooled if unacknowledged');
+      else if (s.type === 'disconnect') this.#log.warn('usage publisher lost NATS; unacknowledged spans wait in the spool');
     }
   }
 
-  #toSpool(spans: readonly UsageSpan[]): void {
-    if (spans.length === 0) return;
-    this.#spool.append(spans.map((s) => JSON.stringify(s))).then(
-      ({ refused }) => {
-        this.#metrics.spooled.inc(spans.length - refused);
-        if (refused > 0) this.#dropped(refused);
-        this.#updateGauges();
-      },
-      (err: unknown) => this.#log.error({ err: errText(err), spans: spans.length }, 'usage spool write failed; spans lost'),
-    );
+  /**
+   * From direct to spool mode: the queued spans are already on disk, so they leave memory and the
+   * replay publishes them from the file. One the spool could not take is written again now, or
+   * counted as dropped.
+   */
+  #enterSpool(): void {
+    if (this.#mode === 'spool') return;
+    this.#mode = 'spool';
+    const queued = this.#queue.splice(0);
+    let spooled = 0;
+    for (const e of queued) {
+      if (e.end !== undefined) spooled++;
+      else if (this.#write(e.span) !== undefined) spooled++;
+      else this.#dropped(1);
+    }
+    this.#metrics.spooled.inc(spooled);
     this.#updateGauges();
+  }
+
+  /**
+   * Moves the spool's offset over the longest acknowledged prefix of what direct mode wrote, then
+   * lets the spool give back acknowledged bytes.
+   */
+  #advance(): void {
+    let end: number | undefined;
+    let spans = 0;
+    const written = this.#written;
+    while (this.#writtenHead < written.length && written[this.#writtenHead]!.acked) {
+      const e = written[this.#writtenHead++]!;
+      if (e.end !== undefined) {
+        end = e.end;
+        spans++;
+      }
+    }
+    if (this.#writtenHead > 1024 && this.#writtenHead * 2 > written.length) {
+      this.#written = written.slice(this.#writtenHead);
+      this.#writtenHead = 0;
+    }
+    if (end !== undefined) this.#spool.commit(end, spans);
+    if (this.#mode === 'direct' && !this.#replaying) this.#spool.compact();
+  }
+
+  /**
+   * Entering a replay: publishes in flight have settled, so the acknowledged prefix is final; what
+   * follows it is replayed from the file, acknowledged or not (the duplicates are dropped by id).
+   * Spans the spool never took and that failed are written now.
+   */
+  #settleWritten(): void {
+    this.#advance();
+    const rest = this.#written.slice(this.#writtenHead);
+    this.#written = [];
+    this.#writtenHead = 0;
+    let spooled = 0;
+    for (const e of rest) {
+      if (e.end !== undefined || e.acked) continue;
+      if (this.#write(e.span) !== undefined) spooled++;
+      else this.#dropped(1);
+    }
+    this.#metrics.spooled.inc(spooled);
   }
 
   /**
@@ -240,12 +345,12 @@ export class NatsSpanSink implements SpanSink {
   }
 
   #updateGauges(): void {
-    this.#metrics.spoolBytes.set(this.#spool.bytes);
-    this.#metrics.spoolSpans.set(this.#spool.spans);
+    const { spoolSpans: n, spoolBytes } = this.stats();
+    this.#metrics.spoolBytes.set(spoolBytes);
+    this.#metrics.spoolSpans.set(n);
     this.#metrics.queueDepth.set(this.#queue.length + this.#inFlight);
-    const n = this.#spool.spans;
     if (n >= this.#nextWarnAt) {
-      this.#log.warn({ spoolSpans: n, spoolBytes: this.#spool.bytes, path: this.#spool.path }, 'usage spool growing: NATS is not acknowledging spans');
+      this.#log.warn({ spoolSpans: n, spoolBytes, path: this.#spool.path }, 'usage spool growing: NATS is not acknowledging spans');
       while (this.#nextWarnAt <= n) this.#nextWarnAt *= 10;
     } else if (n === 0) this.#nextWarnAt = 1;
   }
@@ -261,24 +366,29 @@ export class NatsSpanSink implements SpanSink {
 
   async #drain(): Promise<void> {
     const window = this.#opts.window ?? 128;
-    while (this.#queue.length > 0) {
-      if (this.#mode === 'spool') {
-        this.#toSpool(this.#queue.splice(0));
-        break;
-      }
+    while (this.#queue.length > 0 && this.#mode === 'direct') {
       const batch = this.#queue.splice(0, window);
       this.#inFlight += batch.length;
-      const results = await Promise.allSettled(batch.map((s) => this.#publishOne(s)));
+      const results = await Promise.allSettled(batch.map((e) => this.#publishOne(e.span)));
       this.#inFlight -= batch.length;
-      const failed = batch.filter((_, i) => results[i]!.status === 'rejected');
-      this.#metrics.published.inc(batch.length - failed.length);
-      if (failed.length > 0) {
-        const first = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
-        this.#log.warn({ err: errText(first.reason), failed: failed.length }, 'usage span publish failed; spooling');
-        this.#metrics.publishFailures.inc(failed.length);
-        this.#mode = 'spool';
-        this.#toSpool(failed);
+      let failed = 0;
+      let firstError: unknown;
+      batch.forEach((e, i) => {
+        const r = results[i]!;
+        if (r.status === 'fulfilled') e.acked = true;
+        else {
+          failed++;
+          firstError ??= r.reason;
+        }
+      });
+      this.#metrics.published.inc(batch.length - failed);
+      if (failed > 0) {
+        this.#log.warn({ err: errText(firstError), failed }, 'usage span publish failed; spans wait in the spool');
+        this.#metrics.publishFailures.inc(failed);
+        this.#metrics.spooled.inc(batch.filter((e) => !e.acked && e.end !== undefined).length);
+        this.#enterSpool();
       }
+      if (this.#mode === 'direct') this.#advance();
       this.#metrics.queueDepth.set(this.#queue.length + this.#inFlight);
     }
   }
@@ -292,24 +402,27 @@ export class NatsSpanSink implements SpanSink {
 
   async #replay(): Promise<void> {
     const window = this.#opts.window ?? 128;
+    // In-flight direct publishes must settle first, so that the acknowledged prefix is final.
+    while (this.#draining) await this.#draining;
+    this.#settleWritten();
+    this.#updateGauges();
     for (;;) {
-      // In-flight direct publishes must settle first, so their failures land before the replay ends.
-      if (this.#draining) await this.#draining;
-      await this.#spool.settled();
       const batch = await this.#spool.read(window);
       if (batch.lines.length === 0) {
         if (batch.nextOffset !== this.#spool.offset) {
           this.#spool.commit(batch.nextOffset, 0); // an oversized, unreadable line was skipped
           continue;
         }
-        if (this.#spool.resetIfDrained() && !this.#draining && this.#queue.length === 0) {
+        // Synchronous from the check to the switch: no span can be written in between.
+        if (this.#spool.empty) {
+          this.#spool.resetIfDrained();
           this.#mode = 'direct';
           this.#updateGauges();
           this.#reportUnloggedDrops();
           this.#log.info('usage spool replayed; publishing directly again');
           return;
         }
-        if (this.#spool.empty) return;
+        await new Promise((r) => setImmediate(r));
         continue;
       }
       const spans: UsageSpan[] = [];
@@ -325,9 +438,11 @@ export class NatsSpanSink implements SpanSink {
       if (failures > 0) {
         this.#metrics.publishFailures.inc(failures);
         this.#metrics.published.inc(spans.length - failures);
+        this.#metrics.replayed.inc(spans.length - failures);
         return; // retried from the same offset on the next tick; duplicates are dropped by msgID
       }
       this.#metrics.published.inc(spans.length);
+      this.#metrics.replayed.inc(spans.length);
       this.#spool.commit(batch.nextOffset, batch.lines.length);
       this.#updateGauges();
     }

@@ -14,6 +14,8 @@ import type {
   ModelConfig,
   ModelType,
   Price,
+  PrincipalLimits,
+  PrincipalLimitTable,
   ProviderConfig,
   Snapshot,
 } from './snapshot.ts';
@@ -40,6 +42,7 @@ export async function compileConfig(doc: ConfigDocument, ctx: CompileContext): P
   const issues: ConfigIssue[] = [];
   const issuers = await compileIssuers(doc, ctx, issues);
   checkQualifiedNames(doc, issues);
+  checkLimitNames(doc, issues);
 
   const providers = new Map<string, ProviderConfig>();
   const defaultModels = new Map<string, Partial<Record<ModelType, string>>>();
@@ -65,6 +68,7 @@ export async function compileConfig(doc: ConfigDocument, ctx: CompileContext): P
       users: new Set(a.collaborators.users),
       teams: new Set(a.collaborators.teams),
       concurrency: a.concurrency,
+      wsPerUnit: a.ws_per_unit,
     });
   }
 
@@ -126,6 +130,7 @@ export async function compileConfig(doc: ConfigDocument, ctx: CompileContext): P
       models,
       defaultModels,
       maxDecisionBodyBytes: doc.limits.max_decision_body_bytes,
+      principalLimits: compilePrincipalLimits(doc.limits),
       ...(doc.cors ? { cors: compileCors(doc.cors) } : {}),
     },
   };
@@ -231,6 +236,39 @@ function checkQualifiedNames(doc: ConfigDocument, issues: ConfigIssue[]): void {
             message: `"${who}" is qualified with "${who.slice(0, colon)}", which is no issuer's name (${[...names].sort().join(', ')})`,
           });
         }
+      }
+    }
+  }
+}
+
+/** `limits.users` / `limits.teams` in the snapshot's camelCase; absent fields stay absent. */
+export function compilePrincipalLimits(l: ConfigDocument['limits']): PrincipalLimitTable {
+  const one = (p: ConfigDocument['limits']['users'][string]): PrincipalLimits => ({
+    ...(p.max_units !== undefined ? { maxUnits: p.max_units } : {}),
+    ...(p.max_sessions !== undefined ? { maxSessions: p.max_sessions } : {}),
+    ...(p.requests_per_minute !== undefined ? { requestsPerMinute: p.requests_per_minute } : {}),
+  });
+  return {
+    users: new Map(Object.entries(l.users).map(([who, p]) => [who, one(p)])),
+    teams: new Map(Object.entries(l.teams).map(([who, p]) => [who, one(p)])),
+  };
+}
+
+/**
+ * A limit on a name qualified with an issuer no one has (`crop:alice`) would never apply: the
+ * operator believes a cap is in force that is not. Same rule as for collaborators.
+ */
+function checkLimitNames(doc: ConfigDocument, issues: ConfigIssue[]): void {
+  const names = new Set(doc.identity.issuers.flatMap((i) => (i.name === undefined ? [] : [i.name])));
+  if (names.size === 0) return;
+  for (const kind of ['users', 'teams'] as const) {
+    for (const who of Object.keys(doc.limits[kind])) {
+      const colon = who.indexOf(':');
+      if (colon !== -1 && !names.has(who.slice(0, colon))) {
+        issues.push({
+          path: `limits.${kind}.${who}`,
+          message: `"${who}" is qualified with "${who.slice(0, colon)}", which is no issuer's name (${[...names].sort().join(', ')})`,
+        });
       }
     }
   }

@@ -69,6 +69,11 @@ const account = z.strictObject({
   provider: name.default('smallest'),
   token: secretRef,
   concurrency: z.number().int().min(1).max(10_000).default(1),
+  /**
+   * TTS WebSocket connections the provider allows per unit: its documents say 5 in one place and 3
+   * in another, so it is the operator's to set (core/limits: slots = concurrency × ws_per_unit).
+   */
+  ws_per_unit: z.number().int().min(1).max(100).default(5),
   collaborators: z
     .strictObject({
       users: z.array(z.string().min(1)).default([]),
@@ -76,6 +81,26 @@ const account = z.strictObject({
     })
     .default({ users: [], teams: [] }),
 });
+
+/** A user or team name as tokens carry it (qualified `corp:alice` beside named issuers). */
+const principalName = z.string().min(1).max(256);
+
+/**
+ * Limits of one user or team (core/limits). Each is optional, but an entry must set one; zero is
+ * refused because it would silently shut the principal out (remove the collaborator instead).
+ */
+const principalLimits = z
+  .strictObject({
+    /** Concurrent units: REST/SSE syntheses, syntheses on TTS WebSockets, STT REST and STT WebSockets. */
+    max_units: z.number().int().min(1).max(100_000).optional(),
+    /** Open WebSockets (TTS and STT). */
+    max_sessions: z.number().int().min(1).max(100_000).optional(),
+    /** Admissions in any 60 s (sliding window): requests, WebSocket upgrades, syntheses on a socket. */
+    requests_per_minute: z.number().int().min(1).max(100_000).optional(),
+  })
+  .refine((l) => l.max_units !== undefined || l.max_sessions !== undefined || l.requests_per_minute !== undefined, {
+    message: 'set at least one of max_units, max_sessions, requests_per_minute',
+  });
 
 const model = z.strictObject({
   name,
@@ -150,8 +175,14 @@ export const configDocument = z.strictObject({
   accounts: z.array(account).min(1),
   models: z.array(model).min(1),
   limits: z
-    .strictObject({ max_decision_body_bytes: z.number().int().min(1024).max(1 << 20).default(65_536) })
-    .default({ max_decision_body_bytes: 65_536 }),
+    .strictObject({
+      max_decision_body_bytes: z.number().int().min(1024).max(1 << 20).default(65_536),
+      /** Per-user admission limits (core/limits), keyed by the user's (qualified) name. */
+      users: z.record(principalName, principalLimits).default({}),
+      /** Per-team admission limits, keyed by team name; every limited team of a caller applies. */
+      teams: z.record(principalName, principalLimits).default({}),
+    })
+    .default({ max_decision_body_bytes: 65_536, users: {}, teams: {} }),
   /** Browser callers; absent, every request that carries `Origin` is refused. */
   cors: corsConfig.optional(),
 });

@@ -51,6 +51,24 @@ export interface AccountConfig {
   readonly teams: ReadonlySet<string>;
   /** Provider concurrency units bought for this key. */
   readonly concurrency: number;
+  /** TTS WebSocket connections the provider allows per unit (default 5). */
+  readonly wsPerUnit: number;
+}
+
+/** Admission limits of one user or team (core/limits); an absent field is no limit. */
+export interface PrincipalLimits {
+  /** Concurrent units (syntheses in flight plus STT sessions and STT REST requests). */
+  readonly maxUnits?: number;
+  /** Open WebSockets. */
+  readonly maxSessions?: number;
+  /** Admissions in any 60 s. */
+  readonly requestsPerMinute?: number;
+}
+
+/** Limits by user and by team name, as tokens carry the names (qualified beside named issuers). */
+export interface PrincipalLimitTable {
+  readonly users: ReadonlyMap<string, PrincipalLimits>;
+  readonly teams: ReadonlyMap<string, PrincipalLimits>;
 }
 
 export interface Price {
@@ -105,6 +123,8 @@ export interface Snapshot {
   readonly maxDecisionBodyBytes: number;
   /** Browser origins allowed to call; undefined allows none (requests carrying `Origin` are refused). */
   readonly cors?: CorsPolicy;
+  /** Per-user and per-team admission limits; undefined limits no one (accounts still hold their units). */
+  readonly principalLimits?: PrincipalLimitTable;
 }
 
 /** Where snapshots come from: a file today, NATS KV later. Consumers only read `current()`. */

@@ -48,6 +48,14 @@ export const DENIALS = {
    * can do one thing about all of them: retry later.
    */
   authz_unavailable: { status: 503, via: 'deny' },
+  /**
+   * Limits (core/limits): a limit of the caller's user, one of their teams, or the model's account
+   * is full. 429 with `Retry-After`, as the provider answers over its own units, so clients that
+   * back off from Smallest back off from the gateway too.
+   */
+  user_limit_exceeded: { status: 429, via: 'deny' },
+  team_limit_exceeded: { status: 429, via: 'deny' },
+  account_limit_exceeded: { status: 429, via: 'deny' },
   // The edge's own answers while proxying.
   no_route: { status: 404, via: 'edge' },
   upgrade_not_allowed: { status: 403, via: 'edge' },
@@ -77,7 +85,12 @@ export const CANNOT_DECIDE_MESSAGE = 'The gateway cannot decide on this request 
  * Span `error` values for exchanges that ended without an answer the gateway wrote: the caller left,
  * the upstream reset after the head, or a stream went silent. Never a response code, so kept apart.
  */
-export const EXCHANGE_FAILURES = ['client_aborted', 'upstream_reset', 'stream_idle_timeout'] as const;
+export const EXCHANGE_FAILURES = [
+  'client_aborted', 'upstream_reset', 'stream_idle_timeout', 'idle_timeout', 'drain_timeout',
+  // A WebSocket session the edge ended mid-way (core/decision/recheck.ts); `token_expired` too,
+  // which is also the 401 code of a token refused up front.
+  'entitlement_revoked', 'account_changed', 'max_session_duration',
+] as const;
 export type ExchangeFailure = (typeof EXCHANGE_FAILURES)[number];
 
 export function statusOf<C extends DenialCode>(code: C): StatusOf<C> {

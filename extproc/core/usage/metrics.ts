@@ -19,6 +19,11 @@ export interface UsageMetrics {
   /** Spans lost because the disk spool was at its size cap (refused newest-first). */
   readonly spoolDropped: Counting;
   readonly queueDepth: Gauging;
+  /** Spans published again from the spool (after an outage, or left by an earlier run). */
+  readonly replayed: Counting;
+  /** Group commits of the spool (one fdatasync each) and the spans they made durable. */
+  readonly spoolSyncs: Counting;
+  readonly spoolSyncedSpans: Counting;
   readonly aggregated: Counting;
   readonly duplicates: Counting;
   readonly otelExported: Counting;
@@ -35,6 +40,9 @@ export const NO_USAGE_METRICS: UsageMetrics = Object.freeze({
   spoolSpans: none,
   spoolDropped: none,
   queueDepth: none,
+  replayed: none,
+  spoolSyncs: none,
+  spoolSyncedSpans: none,
   aggregated: none,
   duplicates: none,
   otelExported: none,

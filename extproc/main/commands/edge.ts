@@ -29,7 +29,7 @@ export const edgeCommand = defineCommand("the embedded data plane (Envoy's job w
   const tls = o.authzCa ? { ca: o.authzCa, ...(o.authzCert && o.authzKey ? { cert: o.authzCert, key: o.authzKey } : {}), ...(o.authzServerName ? { serverName: o.authzServerName } : {}) } : undefined;
   // grpc-js takes `host:port` and `unix:/path` as they are.
   const target = o.authz.startsWith('grpc://') ? o.authz.slice('grpc://'.length) : o.authz;
-  const grpcClient = o.authz === 'inproc' ? undefined : createGrpcAuthorizer(target, { timeoutMs: o.authzTimeout, ...(tls ? { tls } : {}) });
+  const grpcClient = o.authz === 'inproc' ? undefined : createGrpcAuthorizer(target, { timeoutMs: o.authzTimeout, reconnectMaxMs: o.authzReconnectMax, ...(tls ? { tls } : {}) });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const usage = usageComponent({
@@ -52,11 +52,13 @@ export const edgeCommand = defineCommand("the embedded data plane (Envoy's job w
     decisionBodyTimeoutMs: o.decisionBodyTimeout,
     maxConnections: o.maxConnections,
     wsMaxPayloadBytes: o.maxWsPayload,
+    maxSessionMs: o.maxSession,
+    sessionTokenGraceMs: o.sessionTokenGrace,
     source,
     authorizer: grpcClient ?? createAuthorizer(source),
     logger,
     ...(observe ? { observe } : {}),
-  });
+  }, { drainTimeoutMs: o.drainTimeout });
   const components = [
     closing('configuration', () => source.close()),
     closing('gRPC authz client', () => grpcClient?.close()),

@@ -50,7 +50,7 @@ export const extprocCommand = defineCommand('the gRPC service Envoy calls: ext_a
     logger,
     metrics,
     extraServices: envoyUsageServices(usage.sink, source),
-  });
+  }, { drainTimeoutMs: o.drainTimeout });
   const side = sidePortComponent({ host: o.host, port: o.httpPort, registry: metrics.registry, ready: () => source.current() !== undefined });
   const components = [telemetryComponent('voicegate-extproc'), usage, side, grpc, reloadComponent(source, o.config, logger)];
   return serve(ctx, components, o.drainDelay, () => {

@@ -90,7 +90,7 @@ export const startCommand = defineCommand('simulator + decision service + edge i
   const authorizer = createAuthorizer(source);
   // On the default 127.0.0.1 plaintext is allowed (nothing off the machine reaches it); any other
   // --host needs --tls-* or --insecure, as for `voicegate extproc`.
-  const grpc = grpcComponent({ host: o.host, port: o.grpcPort, ...(tls ? { tls } : {}), insecure: o.insecure, authorizer, source, logger, metrics, extraServices: envoyUsageServices(usage.sink, source) });
+  const grpc = grpcComponent({ host: o.host, port: o.grpcPort, ...(tls ? { tls } : {}), insecure: o.insecure, authorizer, source, logger, metrics, extraServices: envoyUsageServices(usage.sink, source) }, { drainTimeoutMs: o.drainTimeout });
   // Lazy: `start` serves before PostgreSQL is up; /usage answers once it is.
   const pool = o.database ? poolComponent(o.database, 2).pool : undefined;
   const side = sidePortComponent({
@@ -108,11 +108,13 @@ export const startCommand = defineCommand('simulator + decision service + edge i
     decisionBodyTimeoutMs: o.decisionBodyTimeout,
     maxConnections: o.maxConnections,
     wsMaxPayloadBytes: o.maxWsPayload,
+    maxSessionMs: o.maxSession,
+    sessionTokenGraceMs: o.sessionTokenGrace,
     source,
     authorizer,
     logger,
     ...(observe ? { observe } : {}),
-  });
+  }, { drainTimeoutMs: o.drainTimeout });
   const components: Component[] = [
     telemetryComponent('voicegate'),
     ...(simulator ? [simulator] : []),

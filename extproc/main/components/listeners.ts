@@ -8,15 +8,23 @@ import { TlsFilesError } from '../../adapters/envoy/tls-files.ts';
 import { startSidePort, type SidePortOptions } from '../../adapters/http/side-port.ts';
 import { listenError, StartError, type Component } from '../lifecycle.ts';
 
-/** Grace for in-flight gRPC calls once closing. */
+/** Grace for in-flight gRPC calls once closing, unless the command gives its drain window. */
 const GRPC_CLOSE_GRACE_MS = 2_000;
+
+export interface DrainOptions {
+  /**
+   * `--drain-timeout`: once the listener stopped accepting, how long in-flight exchanges (REST,
+   * SSE, gRPC calls and streams) have to finish before they are cut.
+   */
+  readonly drainTimeoutMs?: number;
+}
 
 export interface EdgeComponent extends Component {
   /** Once started. */
   readonly url: string;
 }
 
-export function edgeComponent(opts: EdgeOptions): EdgeComponent {
+export function edgeComponent(opts: EdgeOptions, drain: DrainOptions = {}): EdgeComponent {
   let handle: EdgeHandle | undefined;
   return {
     name: 'edge',
@@ -26,10 +34,13 @@ export function edgeComponent(opts: EdgeOptions): EdgeComponent {
     async start() {
       handle = await startEdge(opts).catch((err: unknown) => Promise.reject(listenError(err, opts.port, 'edge')));
     },
-    // Readiness is the side port's; open connections keep being served until close.
-    drain() {},
+    // Not ready on the edge's own /readyz (the side port's is the side port component's); it keeps
+    // accepting until close, so the load balancer has the drain delay to notice.
+    drain() {
+      handle?.drain();
+    },
     async close() {
-      await handle?.close();
+      await handle?.close({ graceMs: drain.drainTimeoutMs ?? 0 });
     },
   };
 }
@@ -38,7 +49,7 @@ export interface GrpcComponent extends Component {
   readonly port: number;
 }
 
-export function grpcComponent(opts: ExtprocServerOptions): GrpcComponent {
+export function grpcComponent(opts: ExtprocServerOptions, drain: DrainOptions = {}): GrpcComponent {
   let server: ExtprocServer | undefined;
   return {
     name: 'gRPC server',
@@ -57,7 +68,7 @@ export function grpcComponent(opts: ExtprocServerOptions): GrpcComponent {
       server?.drain();
     },
     async close() {
-      await server?.close(GRPC_CLOSE_GRACE_MS);
+      await server?.close(drain.drainTimeoutMs ?? GRPC_CLOSE_GRACE_MS);
     },
   };
 }

@@ -1,0 +1,186 @@
+/**
+ * Mid-session enforcement. A WebSocket session is decided once, at its upgrade, but it can stay
+ * open for hours while the configuration changes under it and its token runs out; activity resets
+ * the idle bound, so nothing else would ever end it. So an open session is decided again against
+ * every new snapshot, with the identity it was admitted with, and bounded in time by its token's
+ * expiry and by a maximum lifetime. No I/O, no clock: the caller passes the time.
+ *
+ * The re-check is the entitlement part of the decision, for the session's own model: the model the
+ * session was opened for (by canonical name; an alias that now resolves to the same model counts)
+ * must still exist with the same type, its provider must still be configured, it must still be
+ * served by the same account, the caller (user, or one of their teams) must still be a collaborator
+ * of that account, the token's issuer must still be trusted and a browser `Origin`, when the upgrade
+ * carried one, still allowed. Path and query checks are not repeated: they depend on nothing a
+ * snapshot changes.
+ *
+ * A model that moved to another account ends the session even when the caller may use the new one:
+ * the upstream leg was opened with the old account's key and counts against its units, which is
+ * exactly what the operator just took away (a compromised or retired key, a team moved to its own
+ * account). The caller reconnects and is admitted on the new account. A key rotated within the same
+ * account does not end sessions: the provider decides whether the old key still holds.
+ */
+import { decodeJwt } from 'jose';
+import type { Snapshot } from '../config/snapshot.ts';
+import { findToken } from '../identity/token.ts';
+import { originAllowed } from './cors.ts';
+import type { DecisionMetadata } from './types.ts';
+
+/** Why the gateway ended a session; the span's `error`. */
+export type SessionEndReason = 'entitlement_revoked' | 'account_changed' | 'token_expired' | 'max_session_duration';
+
+/** Claims of the token a session was admitted with, read after the authorizer verified it. */
+export interface SessionToken {
+  /** `iss`. */
+  readonly issuer?: string;
+  /** `exp`, ms since epoch. */
+  readonly expiresAtMs?: number;
+}
+
+/** What a session was admitted with. */
+export interface AdmittedSession {
+  /** The allow's metadata: user, teams, provider, model, model type, account. */
+  readonly metadata: DecisionMetadata;
+  readonly token: SessionToken;
+  /** The upgrade's `Origin` header, when a browser sent one. */
+  readonly origin?: string;
+  /** When the session opened (ms since epoch). */
+  readonly openedAtMs: number;
+}
+
+/** Time bounds of every session. */
+export interface SessionBounds {
+  /** Longest a session may last, however active; 0 or less: no bound. */
+  readonly maxSessionMs: number;
+  /** How long a session may outlive its token (beyond the issuer's clock skew). */
+  readonly tokenGraceMs: number;
+}
+
+export type SessionVerdict =
+  | { readonly kind: 'keep' }
+  | { readonly kind: 'end'; readonly reason: SessionEndReason; readonly message: string };
+
+/** When and why a session ends if nothing else ends it first. */
+export interface SessionDeadline {
+  readonly atMs: number;
+  readonly reason: Extract<SessionEndReason, 'token_expired' | 'max_session_duration'>;
+  readonly message: string;
+}
+
+const KEEP: SessionVerdict = Object.freeze({ kind: 'keep' });
+
+const clip = (s: string): string => (s.length > 64 ? `${s.slice(0, 64)}…` : s);
+
+function end(reason: SessionEndReason, message: string): SessionVerdict {
+  return { kind: 'end', reason, message };
+}
+
+/**
+ * Decides an open session again against `snapshot`.
+ *
+ * @example
+ * recheckSession({ metadata: { user: 'bob', provider: 'smallest', model: 'pulse', model_type: 'stt', account: 'smallest-stt' }, token: {}, openedAtMs: 0 }, next);
+ * // { kind: 'end', reason: 'entitlement_revoked', message: 'user "bob" may no longer use model "pulse" …' } once bob left the account
+ */
+export function recheckSession(session: AdmittedSession, snapshot: Snapshot): SessionVerdict {
+  const md = session.metadata;
+  const user = md.user ?? '';
+  const modelName = md.model ?? '';
+  // Fail closed: a session whose allow names no model or account cannot be shown to be entitled.
+  if (!md.provider || !snapshot.providers.has(md.provider)) {
+    return end('entitlement_revoked', `provider "${clip(md.provider ?? '')}" is no longer served by this gateway`);
+  }
+  const model = snapshot.models.get(md.provider)?.get(modelName);
+  if (!model || (md.model_type !== undefined && model.type !== md.model_type)) {
+    return end('entitlement_revoked', `model "${clip(modelName)}" is no longer available through this gateway`);
+  }
+  if (session.token.issuer !== undefined && !snapshot.issuers.some((i) => i.issuer === session.token.issuer)) {
+    return end('entitlement_revoked', 'the issuer of this session\'s token is no longer trusted');
+  }
+  if (session.origin !== undefined && !originAllowed(session.origin, snapshot.cors)) {
+    return end('entitlement_revoked', `origin "${clip(session.origin)}" is no longer allowed`);
+  }
+  const account = snapshot.accounts.get(model.account);
+  if (!account) return end('entitlement_revoked', `model "${model.name}" has no provider account any more`);
+  if (md.account !== account.name) {
+    return end('account_changed', `model "${model.name}" is now served by another account; open a new session`);
+  }
+  const teams = (md.teams ?? '').split(',').filter((t) => t !== '');
+  if (!account.users.has(user) && !teams.some((t) => account.teams.has(t))) {
+    return end('entitlement_revoked', `user "${clip(user)}" may no longer use model "${model.name}"`);
+  }
+  return KEEP;
+}
+
+/**
+ * The moment the session must end on time alone: its token stops being accepted (`exp` plus the
+ * issuer's clock skew, as the verifier allows) plus the grace, or its maximum lifetime runs out,
+ * whichever comes first. Undefined when neither applies (no `exp` known and no lifetime bound).
+ *
+ * @example
+ * sessionDeadline({ metadata: {}, token: { expiresAtMs: 60_000 }, openedAtMs: 0 }, snapshot, { maxSessionMs: 3_600_000, tokenGraceMs: 0 });
+ * // { atMs: 60_000 + skew, reason: 'token_expired', … }
+ */
+export function sessionDeadline(session: AdmittedSession, snapshot: Snapshot | undefined, bounds: SessionBounds): SessionDeadline | undefined {
+  const candidates: SessionDeadline[] = [];
+  if (session.token.expiresAtMs !== undefined) {
+    const issuer = snapshot?.issuers.find((i) => i.issuer === session.token.issuer);
+    const skewMs = (issuer?.clockToleranceSec ?? 0) * 1000;
+    candidates.push({
+      atMs: session.token.expiresAtMs + skewMs + Math.max(0, bounds.tokenGraceMs),
+      reason: 'token_expired',
+      message: 'the token this session was opened with has expired; reconnect with a fresh token',
+    });
+  }
+  if (bounds.maxSessionMs > 0 && Number.isFinite(bounds.maxSessionMs)) {
+    candidates.push({
+      atMs: session.openedAtMs + bounds.maxSessionMs,
+      reason: 'max_session_duration',
+      message: `the session reached the gateway's maximum duration (${Math.round(bounds.maxSessionMs / 1000)} s); reconnect to continue`,
+    });
+  }
+  let first: SessionDeadline | undefined;
+  for (const c of candidates) if (!first || c.atMs < first.atMs) first = c;
+  return first;
+}
+
+/**
+ * The `iss` and `exp` of the token an upgrade carried (header or `?token=`), read without
+ * verification: the authorizer verified this very token before the session was allowed, and these
+ * claims are only ever used to end a session sooner, never to admit one. Empty when no JWT is
+ * readable (an authorizer that admits other credentials); such a session is bounded by its
+ * lifetime alone.
+ */
+export function sessionToken(headers: Readonly<Record<string, string>>, pathWithQuery: string): SessionToken {
+  const lookup = findToken(headers, pathWithQuery);
+  if (!lookup.found) return {};
+  try {
+    const claims = decodeJwt(lookup.token);
+    return {
+      ...(typeof claims.iss === 'string' ? { issuer: claims.iss } : {}),
+      ...(typeof claims.exp === 'number' && Number.isFinite(claims.exp) ? { expiresAtMs: claims.exp * 1000 } : {}),
+    };
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Close code of every session the gateway ends on policy — revoked, expired or over its lifetime:
+ * 1008 (RFC 6455 §7.4.1, policy violation), as for a refused frame and as Pulse itself closes a
+ * socket over its concurrency cap. Not 1000: a normal closure would tell an STT client its stream
+ * ended complete; not 1001, which the gateway keeps for shutdown and idleness, where reconnecting
+ * at once is the right move. The reason text says which.
+ */
+export const SESSION_ENDED_CLOSE_CODE = 1008;
+
+const CLOSE_REASONS: Readonly<Record<SessionEndReason, string>> = {
+  entitlement_revoked: 'entitlement revoked',
+  account_changed: 'model moved to another account',
+  token_expired: 'token expired',
+  max_session_duration: 'maximum session duration reached',
+};
+
+/** The close frame's reason (well under RFC 6455's 123 bytes). */
+export function sessionCloseReason(reason: SessionEndReason): string {
+  return CLOSE_REASONS[reason];
+}

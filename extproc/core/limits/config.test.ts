@@ -1,0 +1,49 @@
+/** The limits fields of the configuration document: defaults, compilation and clear errors. */
+import { describe, expect, it } from 'vitest';
+import { compileConfig } from '../config/compile.ts';
+import { configDocument } from '../config/schema.ts';
+
+function doc(extra: { limits?: unknown; account?: Record<string, unknown>; issuerName?: string } = {}) {
+  return {
+    version: 1,
+    identity: { issuers: [{ issuer: 'https://idp.test', audiences: ['vg'], jwks: { keys: [{ kty: 'EC' }] }, ...(extra.issuerName ? { name: extra.issuerName } : {}) }] },
+    providers: { smallest: {} },
+    accounts: [{ name: 'acct', token: 'env:K', ...extra.account }],
+    models: [{ name: 'lightning-v3.1', type: 'tts', account: 'acct' }],
+    ...(extra.limits !== undefined ? { limits: extra.limits } : {}),
+  };
+}
+
+const ctx = { resolveSecret: async () => ({ ok: true as const, value: 'sk_x' }), origin: 'test', version: 1 };
+
+describe('limits configuration', () => {
+  it('defaults ws_per_unit to 5 and compiles user and team limits', async () => {
+    const parsed = configDocument.parse(
+      doc({ account: { concurrency: 3 }, limits: { users: { alice: { max_units: 2 } }, teams: { voice: { max_sessions: 4, requests_per_minute: 60 } } } }),
+    );
+    const r = await compileConfig(parsed, ctx);
+    if (!r.ok) throw new Error(JSON.stringify(r.issues));
+    expect(r.snapshot.accounts.get('acct')).toMatchObject({ concurrency: 3, wsPerUnit: 5 });
+    expect(r.snapshot.principalLimits?.users.get('alice')).toEqual({ maxUnits: 2 });
+    expect(r.snapshot.principalLimits?.teams.get('voice')).toEqual({ maxSessions: 4, requestsPerMinute: 60 });
+    expect(r.snapshot.maxDecisionBodyBytes).toBe(65_536);
+  });
+
+  it('refuses zero, unknown fields, empty entries and a bad ws_per_unit, each at its path', () => {
+    const r = configDocument.safeParse(
+      doc({ account: { ws_per_unit: 0 }, limits: { users: { alice: { max_units: 0 }, bob: {} }, teams: { voice: { max_unit: 1 } } } }),
+    );
+    expect(r.success).toBe(false);
+    const issues = r.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    expect(issues.some((i) => i.startsWith('accounts.0.ws_per_unit'))).toBe(true);
+    expect(issues.some((i) => i.startsWith('limits.users.alice.max_units'))).toBe(true);
+    expect(issues).toContain('limits.users.bob: set at least one of max_units, max_sessions, requests_per_minute');
+    expect(issues.some((i) => i.startsWith('limits.teams.voice') && /max_unit/.test(i))).toBe(true);
+  });
+
+  it('refuses a limit on a name qualified with no issuer\'s name', async () => {
+    const r = await compileConfig(configDocument.parse(doc({ issuerName: 'corp', limits: { users: { 'crop:alice': { max_units: 1 } } } })), ctx);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.issues.map((i) => i.path)).toEqual(['limits.users.crop:alice']);
+  });
+});

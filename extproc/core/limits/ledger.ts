@@ -1,0 +1,200 @@
+/**
+ * The admission ledger of one pod: counts what is in flight per user, team and account, and admits
+ * an exchange only when every limit on its chain has room — all of them taken together or none.
+ * Pure and synchronous (JavaScript runs one acquire at a time, so check-then-take is atomic), with
+ * no I/O on the hot path.
+ *
+ * Accounts are admitted against the units *granted to this pod* ({@link GrantSource}). In
+ * single-pod mode the grant is the whole account ({@link WHOLE_ACCOUNT}); the cross-pod ledger of
+ * issue 12 will lease grants from NATS KV or PostgreSQL and plug in here, so admission stays local.
+ *
+ * @example
+ * const ledger = createAdmissionLedger();
+ * const a = ledger.acquire(snapshot, { user: 'alice', teams: ['voice'], account: 'smallest-tts' }, 'tts-request');
+ * if (a.kind === 'granted') try { … } finally { a.lease.release(); }
+ */
+import type { AccountConfig, PrincipalLimits, Snapshot } from '../config/snapshot.ts';
+import { KIND_COST, type AccountPool, type AdmissionKind, type Chain } from './kinds.ts';
+import { SlidingWindow } from './window.ts';
+
+export type LimitScope = 'user' | 'team' | 'account';
+
+/** Which limit refused: the user's or team's fields of the config, or the account's pools. */
+export type LimitName = 'max_units' | 'max_sessions' | 'requests_per_minute' | 'concurrency' | 'ws_connections';
+
+/** A counted resource: a principal's units or sessions, or one of an account's pools. */
+export type Resource = 'units' | 'sessions' | AccountPool;
+
+export interface Refusal {
+  readonly kind: 'refused';
+  readonly scope: LimitScope;
+  /** The user, team or account whose limit is full. */
+  readonly name: string;
+  readonly limit: LimitName;
+  /** The limit in force (what the caller may have at once, or per minute). */
+  readonly max: number;
+  /** When trying again may succeed: exact for requests per minute, a hint for concurrency. */
+  readonly retryAfterMs: number;
+}
+
+/** What an admission holds; `release` gives it back once, later calls do nothing. */
+export interface Lease {
+  readonly kind: AdmissionKind;
+  readonly released: boolean;
+  /** Returns true the one time it released something. */
+  release(): boolean;
+}
+
+export type Admission = { readonly kind: 'granted'; readonly lease: Lease } | Refusal;
+
+/** The units of an account this pod may admit against. */
+export interface GrantSource {
+  units(account: AccountConfig, pool: 'tts' | 'stt'): number;
+}
+
+/** Single-pod mode: this pod is granted the whole account. */
+export const WHOLE_ACCOUNT: GrantSource = { units: (a) => a.concurrency };
+
+/**
+ * Units are released when a synthesis ends, which on the provider takes about a second of audio
+ * per 16 characters; a second is the honest order of magnitude to tell a client.
+ */
+export const CONCURRENCY_RETRY_AFTER_MS = 1000;
+
+export interface LedgerOptions {
+  readonly grants?: GrantSource;
+  readonly now?: () => number;
+  readonly concurrencyRetryAfterMs?: number;
+}
+
+export interface AdmissionLedger {
+  /** Admits one exchange of `kind` for `chain` under the limits of `snapshot`, or says which limit is full. */
+  acquire(snapshot: Snapshot, chain: Chain, kind: AdmissionKind): Admission;
+  /** What is held now (tests, metrics). */
+  inUse(scope: LimitScope, name: string, resource: Resource): number;
+}
+
+interface Counter {
+  n: number;
+}
+
+interface Check {
+  readonly counter: Counter;
+  readonly max: number;
+  readonly scope: LimitScope;
+  readonly name: string;
+  readonly limit: LimitName;
+}
+
+interface RateCheck {
+  readonly window: SlidingWindow;
+  readonly scope: LimitScope;
+  readonly name: string;
+}
+
+const key = (scope: LimitScope, name: string, what: string): string => `${scope}\u0000${name}\u0000${what}`;
+
+export function createAdmissionLedger(opts: LedgerOptions = {}): AdmissionLedger {
+  const grants = opts.grants ?? WHOLE_ACCOUNT;
+  const now = opts.now ?? Date.now;
+  const concurrencyRetry = opts.concurrencyRetryAfterMs ?? CONCURRENCY_RETRY_AFTER_MS;
+  const counters = new Map<string, Counter>();
+  const windows = new Map<string, SlidingWindow>();
+
+  const counter = (scope: LimitScope, name: string, resource: Resource): Counter => {
+    const k = key(scope, name, resource);
+    let c = counters.get(k);
+    if (!c) counters.set(k, (c = { n: 0 }));
+    return c;
+  };
+  const window = (scope: LimitScope, name: string, limit: number): SlidingWindow => {
+    const k = key(scope, name, 'rpm');
+    let w = windows.get(k);
+    if (!w) windows.set(k, (w = new SlidingWindow(limit)));
+    else w.resize(limit);
+    return w;
+  };
+
+  function principal(checks: Check[], rates: RateCheck[], scope: 'user' | 'team', name: string, l: PrincipalLimits, kind: AdmissionKind): void {
+    const cost = KIND_COST[kind];
+    if (cost.units && l.maxUnits !== undefined) {
+      checks.push({ counter: counter(scope, name, 'units'), max: l.maxUnits, scope, name, limit: 'max_units' });
+    }
+    if (cost.sessions && l.maxSessions !== undefined) {
+      checks.push({ counter: counter(scope, name, 'sessions'), max: l.maxSessions, scope, name, limit: 'max_sessions' });
+    }
+    if (l.requestsPerMinute !== undefined) rates.push({ window: window(scope, name, l.requestsPerMinute), scope, name });
+  }
+
+  /** The account's checks, or a refusal when the account is not in this pod's snapshot. */
+  function account(checks: Check[], snapshot: Snapshot, name: string, pool: AccountPool): Refusal | undefined {
+    const a = snapshot.accounts.get(name);
+    // An allow for an account this pod does not know (a remote decision on a newer config): its
+    // units are unknown, so nothing is admitted against it (fail closed).
+    if (!a) return { kind: 'refused', scope: 'account', name, limit: 'concurrency', max: 0, retryAfterMs: concurrencyRetry };
+    const max =
+      pool === 'ws_slots' ? grants.units(a, 'tts') * a.wsPerUnit : grants.units(a, pool === 'tts_units' ? 'tts' : 'stt');
+    checks.push({ counter: counter('account', name, pool), max, scope: 'account', name, limit: pool === 'ws_slots' ? 'ws_connections' : 'concurrency' });
+    return undefined;
+  }
+
+  return {
+    acquire(snapshot, chain, kind) {
+      const checks: Check[] = [];
+      const rates: RateCheck[] = [];
+      const table = snapshot.principalLimits;
+      // Narrowest first, so a refusal names the limit the caller can do something about.
+      if (table && chain.user !== undefined) {
+        const l = table.users.get(chain.user);
+        if (l) principal(checks, rates, 'user', chain.user, l, kind);
+      }
+      if (table && chain.teams.length > 0) {
+        for (const team of new Set(chain.teams)) {
+          const l = table.teams.get(team);
+          if (l) principal(checks, rates, 'team', team, l, kind);
+        }
+      }
+      const pool = KIND_COST[kind].account;
+      if (pool && chain.account !== undefined) {
+        const unknown = account(checks, snapshot, chain.account, pool);
+        if (unknown) return unknown;
+      }
+
+      const t = now();
+      for (const c of checks) {
+        if (c.counter.n >= c.max) {
+          return { kind: 'refused', scope: c.scope, name: c.name, limit: c.limit, max: c.max, retryAfterMs: concurrencyRetry };
+        }
+      }
+      for (const r of rates) {
+        const wait = r.window.waitMs(t);
+        if (wait > 0) {
+          return { kind: 'refused', scope: r.scope, name: r.name, limit: 'requests_per_minute', max: r.window.limit, retryAfterMs: wait };
+        }
+      }
+      // Everything fits: take it all (no await between the checks above and here).
+      const held: Counter[] = checks.map((c) => c.counter);
+      for (const c of held) c.n++;
+      for (const r of rates) r.window.take(t);
+      let released = false;
+      return {
+        kind: 'granted',
+        lease: {
+          kind,
+          get released() {
+            return released;
+          },
+          release() {
+            if (released) return false;
+            released = true;
+            for (const c of held) c.n--;
+            return true;
+          },
+        },
+      };
+    },
+    inUse(scope, name, resource) {
+      return counters.get(key(scope, name, resource))?.n ?? 0;
+    },
+  };
+}
