@@ -159,6 +159,14 @@ export function proxyRest(x: RestExchange): void {
     upRes.pipe(res);
   });
 
+  // The span is handed over as soon as the last byte is with the kernel ('finish'), not at the
+  // later 'close': a process killed in between would otherwise lose the span of an exchange its
+  // client saw complete. The observer ends once; 'close' only adds what an abort looks like.
+  res.once('finish', () => {
+    stopRouteTimer();
+    idle.stop();
+    observer.end({ status: res.statusCode, ...(failure ? { error: failure } : {}) });
+  });
   res.on('close', () => {
     stopRouteTimer();
     idle.stop();
