@@ -22,6 +22,8 @@ export interface SpanConsumerOptions {
   readonly ackWaitMs?: number;
   /** Back-off after a failed batch (default 1 s). */
   readonly retryMs?: number;
+  /** Spans still waiting for this consumer after each fetch (JetStream's pending count). */
+  readonly onLag?: (pending: number) => void;
 }
 
 export interface RunningConsumer {
@@ -74,6 +76,8 @@ export async function startSpanConsumer(opts: SpanConsumerOptions): Promise<Runn
       } finally {
         current = undefined;
       }
+      // Each delivery carries how many messages are still pending for the consumer after it.
+      opts.onLag?.(batch.at(-1)?.info.pending ?? 0);
       if (batch.length === 0) continue;
       const spans: UsageSpan[] = [];
       const good: JsMsg[] = [];

@@ -23,6 +23,7 @@ export function usageMetrics(registry: Registry): UsageMetrics {
     aggregated: new Counter({ name: 'voicegate_usage_spans_aggregated_total', help: 'Spans written to PostgreSQL for the first time.', registers }),
     duplicates: new Counter({ name: 'voicegate_usage_spans_duplicate_total', help: 'Redelivered spans already in PostgreSQL (not counted again).', registers }),
     otelExported: new Counter({ name: 'voicegate_usage_otel_exported_total', help: 'Spans exported over OTLP.', registers }),
+    consumerLag: new Gauge({ name: 'voicegate_usage_consumer_lag_spans', help: 'Spans in the stream this consumer has not received yet (JetStream pending count at the last fetch).', registers }),
   };
   byRegistry.set(registry, m);
   return m;

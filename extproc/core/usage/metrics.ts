@@ -27,6 +27,8 @@ export interface UsageMetrics {
   readonly aggregated: Counting;
   readonly duplicates: Counting;
   readonly otelExported: Counting;
+  /** Spans in the stream a consumer (aggregator, OTLP export) has not received yet. */
+  readonly consumerLag: Gauging;
 }
 
 const none = { inc() {}, set() {} };
@@ -46,4 +48,5 @@ export const NO_USAGE_METRICS: UsageMetrics = Object.freeze({
   aggregated: none,
   duplicates: none,
   otelExported: none,
+  consumerLag: none,
 });

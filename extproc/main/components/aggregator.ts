@@ -44,6 +44,7 @@ export async function startAggregator(opts: AggregatorOptions): Promise<RunningC
     ...(opts.batchSize !== undefined ? { batchSize: opts.batchSize } : {}),
     ...(opts.ackWaitMs !== undefined ? { ackWaitMs: opts.ackWaitMs } : {}),
     ...(opts.fetchExpiresMs !== undefined ? { fetchExpiresMs: opts.fetchExpiresMs } : {}),
+    onLag: (pending) => metrics.consumerLag.set(pending),
     handle: async (spans) => {
       const { inserted } = await writeSpans(opts.pool, spans);
       metrics.aggregated.inc(inserted);

@@ -37,6 +37,7 @@ export async function startOtelExport(opts: OtelExportOptions): Promise<RunningC
     batchSize: opts.batchSize ?? 256,
     ...(opts.ackWaitMs !== undefined ? { ackWaitMs: opts.ackWaitMs } : {}),
     ...(opts.fetchExpiresMs !== undefined ? { fetchExpiresMs: opts.fetchExpiresMs } : {}),
+    onLag: (pending) => metrics.consumerLag.set(pending),
     handle: async (spans) => {
       await exportSpans(exporter, spans);
       metrics.otelExported.inc(spans.length);
