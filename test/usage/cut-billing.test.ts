@@ -6,8 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { StaticSnapshotSource } from '../../extproc/core/config/snapshot.ts';
-import type { Authorizer } from '../../extproc/core/decision/authorizer.ts';
-import type { CheckInput, Decision, DecisionMetadata } from '../../extproc/core/decision/types.ts';
+import type { Authorizer, CheckInput, Decision, DecisionMetadata } from '../../extproc/core/decision/types.ts';
 import { startEdge } from '../../extproc/adapters/edge/server.ts';
 import { createUsageObserverFactory } from '../../extproc/core/usage/usage-observer.ts';
 import { startUpstream, until } from '../edge/helpers.ts';
