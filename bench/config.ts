@@ -15,12 +15,23 @@ export const EXAMPLE_CONFIG = join(REPO_ROOT, 'examples', 'voicegate.yaml');
 /** Units far above 64 connections, so the simulator never answers 429 during a run. */
 export const BENCH_UNITS = 1_000_000;
 
-/** The example config's text with `upstream:` replaced (the example's own points at :7070). */
+/**
+ * Each account's concurrency units in the bench (the schema's maximum): far above 64 connections,
+ * and × 5 TTS WebSockets per unit far above the 5,000 idle sessions of case 6.
+ */
+export const BENCH_CONCURRENCY = 10_000;
+
+/**
+ * The example config's text with `upstream:` replaced (the example's own points at :7070) and every
+ * account's `concurrency:` raised to {@link BENCH_CONCURRENCY}: the edge admits at most that many
+ * syntheses at once per account, and the bench measures relaying, not the example's 4-unit plan
+ * (64 connections, or WebSocket syntheses held open, would be refused past it).
+ */
 export function benchConfigText(upstream: string): string {
   const text = readFileSync(EXAMPLE_CONFIG, 'utf8');
   const replaced = text.replace(/^(\s*upstream:\s*)\S+/m, `$1${upstream}`);
   if (replaced === text && !text.includes(`upstream: ${upstream}`)) throw new Error('examples/voicegate.yaml has no upstream line to replace');
-  return replaced;
+  return replaced.replace(/^(\s*concurrency:\s*)\d+/gm, `$1${BENCH_CONCURRENCY}`);
 }
 
 /** Compiles the example policy against `upstream`; secrets resolve relative to examples/. */

@@ -3,7 +3,9 @@
  * pinned child), the gateway token and the provider key, and the three paths a request can take.
  */
 import { signDevToken } from '../extproc/main/commands/token.ts';
+import { SMALL_TTS_BODY, TTS_SYNC_PATH } from './clients.ts';
 import { benchSnapshot, providerKeys } from './config.ts';
+import { PORTKEY_BODY, PORTKEY_PATH, portkeyHeaders, startPeer, type PeerName } from './peers.ts';
 import { startServer, type CpuPlan, type ServerChild } from './processes.ts';
 
 export interface BenchSettings {
@@ -16,9 +18,12 @@ export interface BenchSettings {
   log(message: string): void;
 }
 
-/** One way to reach the simulator: base URL and the credential that path expects. */
+/** Voicegate's own paths (the subjects of every peer ratio). */
+export const VOICEGATE_PATHS = ['edge in-proc', 'edge gRPC'] as const;
+
+/** One way to reach the upstream: base URL and the credential that path expects. */
 export interface Target {
-  readonly name: 'direct' | 'edge in-proc' | 'edge gRPC';
+  readonly name: 'direct' | (typeof VOICEGATE_PATHS)[number] | PeerName;
   /** `http://127.0.0.1:PORT` */
   readonly origin: string;
   /** Path prefix before the provider path: '' direct, `/smallest` through the edge. */
@@ -26,14 +31,27 @@ export interface Target {
   readonly authorization: string;
   /** The server processes doing the work on this path (for CPU accounting), upstream excluded. */
   readonly gateway: readonly ServerChild[];
+  /** A REST request of another shape than Smallest's TTS POST (Portkey's OpenAI-shaped route). */
+  readonly rest?: { readonly path: string; readonly body: string; readonly headers: Readonly<Record<string, string>> };
+}
+
+/** The REST request of cases 1 and 2 on a path: URL, headers and body. */
+export function restRequest(t: Target): { url: URL; headers: Record<string, string>; body: string } {
+  const headers = { authorization: t.authorization, 'content-type': 'application/json', ...(t.rest?.headers ?? {}) };
+  return t.rest
+    ? { url: new URL(`${t.origin}${t.rest.path}`), headers, body: t.rest.body }
+    : { url: new URL(`${t.origin}${t.prefix}${TTS_SYNC_PATH}`), headers, body: SMALL_TTS_BODY };
 }
 
 export interface Topology {
-  readonly sim: ServerChild;
+  /** The simulator, or the stub upstream with {@link TopologyOptions.stub}. */
+  readonly upstream: ServerChild;
   readonly edge: ServerChild;
   readonly extproc?: ServerChild;
   readonly edgeGrpc?: ServerChild;
   readonly targets: readonly Target[];
+  /** Peers that were asked for but could not start, with the reason (shown in the case's notes). */
+  readonly skipped: readonly string[];
   stop(): Promise<void>;
 }
 
@@ -45,6 +63,13 @@ export interface TopologyOptions {
   readonly speedFactor?: number;
   /** Extra node flags for every child of this topology (e.g. `--expose-gc`). */
   readonly nodeFlags?: readonly string[];
+  /**
+   * Upstream is bench/servers/stub.ts (one small JSON answer for every path) instead of the
+   * simulator: the one upstream every peer, Portkey included, can relay.
+   */
+  readonly stub?: boolean;
+  /** Also start these peers in front of the same upstream (skipped ones are left out). */
+  readonly peers?: readonly PeerName[];
 }
 
 /** The provider key the simulator accepts for TTS (what the edge injects). */
@@ -58,7 +83,10 @@ export function gatewayToken(): Promise<string> {
   return tokenPromise;
 }
 
-/** Starts simulator → edge (in-proc) [+ extproc and edge (gRPC)], every child pinned to the SUT core. */
+/**
+ * Starts simulator (or stub) → edge (in-proc) [+ extproc and edge (gRPC)] [+ peers], every child
+ * pinned to the SUT core.
+ */
 export async function startTopology(s: BenchSettings, o: TopologyOptions): Promise<Topology> {
   const cpu = { ...(s.cpu.pinned ? { cpu: s.cpu.sutCpu } : {}), nodeFlags: o.nodeFlags ?? [] };
   const edgeFlags = { nodeFlags: [...(o.nodeFlags ?? []), ...s.edgeNodeFlags] };
@@ -67,11 +95,13 @@ export async function startTopology(s: BenchSettings, o: TopologyOptions): Promi
     for (const c of started.reverse()) await c.stop();
   };
   try {
-    const sim = await startServer(
-      'simulator',
-      ['--profile', o.profile, '--first-audio-ms', String(o.firstAudioMs ?? 100), '--speed-factor', String(o.speedFactor ?? 1)],
-      cpu,
-    );
+    const sim = o.stub
+      ? await startServer('stub', ['--body', 'json'], cpu)
+      : await startServer(
+          'simulator',
+          ['--profile', o.profile, '--first-audio-ms', String(o.firstAudioMs ?? 100), '--speed-factor', String(o.speedFactor ?? 1)],
+          cpu,
+        );
     started.push(sim);
     const upstream = `http://127.0.0.1:${sim.port}`;
     const edge = await startServer('edge', ['--upstream', upstream, '--authz', 'inproc'], { ...cpu, ...edgeFlags });
@@ -92,7 +122,35 @@ export async function startTopology(s: BenchSettings, o: TopologyOptions): Promi
     if (edgeGrpc && extproc) {
       targets.push({ name: 'edge gRPC', origin: `http://127.0.0.1:${edgeGrpc.port}`, prefix: '/smallest', authorization: `Bearer ${token}`, gateway: [edgeGrpc, extproc] });
     }
-    return { sim, edge, ...(extproc ? { extproc } : {}), ...(edgeGrpc ? { edgeGrpc } : {}), targets, stop };
+    const skipped: string[] = [];
+    const upstreamUrl = new URL(upstream);
+    for (const name of o.peers ?? []) {
+      let peer: ServerChild | undefined;
+      try {
+        peer = await startPeer(name, upstreamUrl, { cpu: s.cpu, nodeFlags: o.nodeFlags ?? [] }, s.log);
+      } catch (err) {
+        // A peer that fails to start costs its rows, not the run.
+        const why = (err as Error).message.split('\n').slice(0, 3).join(' ');
+        s.log(`  ${name} skipped: ${why}`);
+        skipped.push(`${name}: ${why}`);
+        continue;
+      }
+      if (!peer) {
+        skipped.push(`${name}: not installed`);
+        continue;
+      }
+      started.push(peer);
+      // Peers forward the client's own credential, like a call made direct; no prefix to strip.
+      targets.push({
+        name,
+        origin: `http://127.0.0.1:${peer.port}`,
+        prefix: '',
+        authorization: `Bearer ${SIM_KEY}`,
+        gateway: [peer],
+        ...(name === 'portkey' ? { rest: { path: PORTKEY_PATH, body: PORTKEY_BODY, headers: portkeyHeaders(upstreamUrl) } } : {}),
+      });
+    }
+    return { upstream: sim, edge, ...(extproc ? { extproc } : {}), ...(edgeGrpc ? { edgeGrpc } : {}), targets, skipped, stop };
   } catch (err) {
     await stop();
     throw err;

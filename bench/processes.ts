@@ -4,7 +4,7 @@
  * pins itself to another core. Every child is killed when the run ends, fails or is interrupted.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -54,7 +54,7 @@ export function pinSelf(cpu: number): void {
   execFileSync('taskset', ['-a', '-cp', String(cpu), String(process.pid)], { stdio: 'ignore' });
 }
 
-export type ServerName = 'simulator' | 'edge' | 'extproc';
+export type ServerName = 'simulator' | 'edge' | 'extproc' | 'stub' | 'node-proxy' | 'external';
 
 export interface ChildOptions {
   /** Pin to this core (taskset -c). */
@@ -62,6 +62,11 @@ export interface ChildOptions {
   /** Flags for node itself, e.g. `--cpu-prof`. */
   readonly nodeFlags?: readonly string[];
   readonly readyTimeoutMs?: number;
+  /**
+   * The child starts processes of its own (nginx's master and worker, a wrapped peer): run it in its
+   * own process group so that cleanup reaches the whole tree, and count CPU and RSS over the tree.
+   */
+  readonly tree?: boolean;
 }
 
 export interface ServerChild {
@@ -78,14 +83,27 @@ export interface ServerChild {
 }
 
 const live = new Set<ChildProcess>();
+/** Children that lead a process group of their own ({@link ChildOptions.tree}). */
+const groups = new WeakSet<ChildProcess>();
 let handlersInstalled = false;
 
 function installHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
-  // 'exit' handlers must be synchronous: a plain SIGKILL to each child still alive.
+  // 'exit' handlers must be synchronous: a plain SIGKILL to each child still alive (to the whole
+  // process group of a child that started processes of its own).
   process.on('exit', () => {
-    for (const c of live) c.kill('SIGKILL');
+    for (const c of live) {
+      if (groups.has(c) && c.pid !== undefined) {
+        try {
+          process.kill(-c.pid, 'SIGKILL');
+          continue;
+        } catch {
+          // group already gone: fall through to the child itself
+        }
+      }
+      c.kill('SIGKILL');
+    }
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.on(sig, () => {
@@ -110,6 +128,14 @@ function stopProcess(c: ChildProcess): Promise<void> {
     c.once('exit', () => {
       clearTimeout(kill);
       live.delete(c);
+      // A wrapper that exited leaves nothing behind on purpose; make sure of it for its group.
+      if (groups.has(c) && c.pid !== undefined) {
+        try {
+          process.kill(-c.pid, 'SIGKILL');
+        } catch {
+          // the group is empty: the usual case
+        }
+      }
       resolve();
     });
     c.kill('SIGTERM');
@@ -131,6 +157,45 @@ export function readRssKiB(pid: number): number {
   return Number(m[1]);
 }
 
+/** The process and all its descendants, from the parent pid field of every /proc/PID/stat. */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // exited while listing
+    }
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const list = children.get(ppid);
+    if (list) list.push(Number(name));
+    else children.set(ppid, [Number(name)]);
+  }
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length) {
+    const pid = todo.pop()!;
+    out.push(pid);
+    todo.push(...(children.get(pid) ?? []));
+  }
+  return out;
+}
+
+/** Sum of `read(pid)` over a process tree, skipping processes that exit meanwhile. */
+function sumOverTree(root: number, read: (pid: number) => number): number {
+  let t = 0;
+  for (const pid of processTree(root)) {
+    try {
+      t += read(pid);
+    } catch (err) {
+      if (pid === root) throw err;
+    }
+  }
+  return t;
+}
+
 /** utime + stime of a process (all threads), seconds. */
 export function readCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -146,11 +211,13 @@ export function readCpuSeconds(pid: number): number {
 export function startServer(name: ServerName, args: readonly string[], opts: ChildOptions = {}): Promise<ServerChild> {
   installHandlers();
   const node = [...(opts.nodeFlags ?? []), join(REPO_ROOT, 'bin', 'run-ts.js'), join(REPO_ROOT, 'bench', 'servers', `${name}.ts`), ...args];
+  const spawnOpts = { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'] as ('pipe')[], detached: opts.tree === true };
   const child =
     opts.cpu === undefined
-      ? spawn(process.execPath, node, { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
-      : spawn('taskset', ['-c', String(opts.cpu), process.execPath, ...node], { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+      ? spawn(process.execPath, node, spawnOpts)
+      : spawn('taskset', ['-c', String(opts.cpu), process.execPath, ...node], spawnOpts);
   live.add(child);
+  if (opts.tree) groups.add(child);
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
@@ -171,14 +238,24 @@ export function startServer(name: ServerName, args: readonly string[], opts: Chi
       if (!m) return;
       clearTimeout(timer);
       child.removeAllListeners('exit');
-      child.once('exit', () => live.delete(child));
+      child.once('exit', () => {
+        live.delete(child);
+        // A wrapper that died on its own must not leave its program (nginx, Portkey) behind.
+        if (opts.tree) {
+          try {
+            process.kill(-child.pid!, 'SIGKILL');
+          } catch {
+            // the group is already empty
+          }
+        }
+      });
       const pid = child.pid!;
       resolve({
         name: label,
         pid,
         port: Number(m[1]),
-        rssKiB: () => readRssKiB(pid),
-        cpuSeconds: () => readCpuSeconds(pid),
+        rssKiB: () => (opts.tree ? sumOverTree(pid, readRssKiB) : readRssKiB(pid)),
+        cpuSeconds: () => (opts.tree ? sumOverTree(pid, readCpuSeconds) : readCpuSeconds(pid)),
         collectGarbage: () => void child.kill('SIGUSR2'),
         stop: () => stopProcess(child),
       });
@@ -206,7 +283,7 @@ export function ownCpuSeconds(): number {
   for (const c of live) {
     if (c.pid === undefined || c.exitCode !== null || c.signalCode !== null) continue;
     try {
-      t += readCpuSeconds(c.pid);
+      t += groups.has(c) ? sumOverTree(c.pid, readCpuSeconds) : readCpuSeconds(c.pid);
     } catch {
       // exited between the check and the read: already counted in cutime/cstime or about to be
     }

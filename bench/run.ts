@@ -19,7 +19,8 @@ import { websocketRelay } from './cases/websocket.ts';
 import { REPO_ROOT } from './config.ts';
 import type { BenchSettings } from './harness.ts';
 import { machineBusySeconds, ownCpuSeconds, pinSelf, planCpus, stopAll } from './processes.ts';
-import { goalMet, renderNotes, renderTable, type CaseResult } from './report.ts';
+import { peerStatuses, portkeyAudioProbe, preparePeers } from './peers.ts';
+import { renderNotes, renderTable, rowGoals, type CaseResult } from './report.ts';
 
 const CASES: ReadonlyArray<readonly [number, string, (s: BenchSettings) => Promise<CaseResult>]> = [
   [1, 'REST added latency (1 in flight)', restLatency],
@@ -75,6 +76,12 @@ async function main(): Promise<number> {
   };
   const started = Date.now();
   settings.log(`voicegate bench (${values.quick ? 'quick' : 'full'}, ${rounds} rounds): ${cpu.note}`);
+  // Before any case: installing a peer must not land inside a case's timing or CPU accounting.
+  const peerCases = [1, 2, 5, 6];
+  if (!only || only.some((n) => peerCases.includes(n))) {
+    settings.log('peers:');
+    await preparePeers({ cpu }, settings.log);
+  }
 
   const results: CaseResult[] = [];
   const foreign: Record<number, number> = {};
@@ -97,13 +104,17 @@ async function main(): Promise<number> {
 
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
-  const met = results.flatMap((c) => c.rows).map(goalMet).filter((m) => m !== undefined);
+  const met = results.flatMap((c) => c.rows).flatMap(rowGoals).map((g) => g.met).filter((m) => m !== undefined);
+  const peers = peerStatuses();
+  const audio = portkeyAudioProbe();
   const md = [
     `## voicegate benchmark — ${new Date().toISOString()}`,
     '',
     `\`${command}\` · Node ${process.version} · ${cpu.cores} × ${cpuModel} · ${values.quick ? 'quick' : 'full'} run, ${rounds} rounds, ${seconds.toFixed(0)} s · goals met: ${met.filter(Boolean).length}/${met.length}`,
     '',
     `Pinning: ${cpu.note}. Other processes on the machine: ${Object.entries(foreign).map(([id, c]) => `case ${id} ${c.toFixed(2)}`).join(', ')} cores on average.`,
+    '',
+    `Peers (same upstream, load generator and pinning): ${peers.map((p) => `**${p.name}** ${p.available ? p.detail : `skipped — ${p.detail}`}`).join('; ')}.${audio ? ` Portkey and audio: ${audio}.` : ''}`,
     '',
     renderTable(results),
     '',
@@ -119,6 +130,8 @@ async function main(): Promise<number> {
     rounds,
     seconds,
     otherProcessesCores: foreign,
+    peers,
+    ...(audio ? { portkeyAudioProbe: audio } : {}),
     cases: results,
   };
   const base = only ? 'partial' : values.quick ? 'latest-quick' : 'latest';

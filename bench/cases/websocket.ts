@@ -1,12 +1,16 @@
 /**
  * Case 6 — WebSocket relay: per-message round trip at one in flight and relayed messages per
- * second under load, directly to the simulator and through the edge (in-proc decision; frames are
- * never re-checked, so the gRPC edge relays the same way); then memory per idle session: the
- * edge's RSS before and after opening N idle sessions through it, ÷ N.
+ * second under load, directly to the simulator, through the edge (in-proc decision; frames are
+ * never re-checked, so the gRPC edge relays the same way) and through the peers that relay
+ * WebSockets (the Node floor's `ws` relay, nginx); then memory per idle session: each relay's RSS
+ * before and after opening N idle sessions through it, ÷ N.
  */
 import WebSocket from 'ws';
 import { closeSockets, isChunkFrame, openSocket, TTS_WS_PATH, usSince, WS_TTS_REQUEST } from '../clients.ts';
-import { startTopology, type BenchSettings, type Target } from '../harness.ts';
+import { compareWithPeers } from '../compare.ts';
+import { startTopology, VOICEGATE_PATHS, type BenchSettings, type Target } from '../harness.ts';
+import type { PeerName } from '../peers.ts';
+import type { ServerChild } from '../processes.ts';
 import type { CaseResult, Row } from '../report.ts';
 import { againstBaseline, spread, summarizeLatencies, type LatencySummary } from '../stats.ts';
 
@@ -16,6 +20,7 @@ const CONNECTIONS = 16;
 const WINDOW = 8;
 /** Sessions opened at once while filling up for the memory figure. */
 const OPEN_BATCH = 100;
+const WS_PEERS: readonly PeerName[] = ['node floor', 'nginx'];
 
 function wsUrl(t: Target): string {
   // `timeout` keeps the simulator from closing idle sessions during the memory figure.
@@ -34,7 +39,12 @@ async function pingPong(t: Target, n: number): Promise<number[]> {
     for (let i = 0; i < n; i++) {
       const start = process.hrtime.bigint();
       await new Promise<void>((resolve, reject) => {
-        waiting = resolve;
+        // Bounded: a relay that answers something else (an error frame) must fail the case, not hang it.
+        const timer = setTimeout(() => reject(new Error(`${t.name}: no audio frame within 10 s (request ${i + 1})`)), 10_000);
+        waiting = () => {
+          clearTimeout(timer);
+          resolve();
+        };
         ws.send(WS_TTS_REQUEST, (err) => err && reject(err));
       });
       out.push(usSince(start));
@@ -81,47 +91,64 @@ async function settle(ms: number): Promise<void> {
 
 interface Memory {
   readonly sessions: number;
-  readonly edgeBeforeKiB: number;
-  readonly edgeAfterKiB: number;
+  /** Per relay (edge in-proc and each peer): VmRSS before and after its sessions, KiB. */
+  readonly relays: Record<string, { readonly beforeKiB: number; readonly afterKiB: number }>;
+  /** The simulator during the edge's sessions (the upstream end of the same sessions). */
   readonly simBeforeKiB: number;
   readonly simAfterKiB: number;
+  readonly skipped: readonly string[];
 }
 
-/** Fresh simulator and edge (nothing else ever ran on them), full GC before each reading. */
+/**
+ * Fresh simulator, edge and peers (nothing ever ran through them; the Node ones with --expose-gc,
+ * a full GC before each reading). One relay at a time: its sessions are opened, its RSS read, and
+ * closed again before the next relay's, the edge first so that the simulator's figure is its own.
+ */
 async function idleMemory(s: BenchSettings, sessions: number): Promise<Memory> {
-  const topo = await startTopology(s, { profile: 'instant', grpc: false, nodeFlags: ['--expose-gc'] });
-  const t = topo.targets.find((x) => x.name === 'edge in-proc')!;
-  const read = async () => {
-    topo.edge.collectGarbage();
-    topo.sim.collectGarbage();
-    await settle(1_000);
-    return { edge: topo.edge.rssKiB(), sim: topo.sim.rssKiB() };
+  const topo = await startTopology(s, { profile: 'instant', grpc: false, nodeFlags: ['--expose-gc'], peers: WS_PEERS });
+  const gcAll = (c: ServerChild) => {
+    c.collectGarbage();
+    topo.upstream.collectGarbage();
   };
-  // Warm the code paths and the pools first so that one-off allocations are not charged to sessions.
-  await closeSockets(await Promise.all(Array.from({ length: OPEN_BATCH }, () => openSocket(wsUrl(t), t.authorization))));
-  const before = await read();
-  const edgeBeforeKiB = before.edge;
-  const simBeforeKiB = before.sim;
-  const open: WebSocket[] = [];
+  const relays: Record<string, { beforeKiB: number; afterKiB: number }> = {};
+  let sim = { before: 0, after: 0 };
   try {
-    while (open.length < sessions) {
-      const n = Math.min(OPEN_BATCH, sessions - open.length);
-      open.push(...(await Promise.all(Array.from({ length: n }, () => openSocket(wsUrl(t), t.authorization)))));
+    for (const t of topo.targets) {
+      if (t.name === 'direct') continue;
+      const relay = t.gateway[0]!;
+      const read = async () => {
+        gcAll(relay);
+        await settle(1_000);
+        return { relay: relay.rssKiB(), sim: topo.upstream.rssKiB() };
+      };
+      // Warm the code paths and the pools first so that one-off allocations are not charged to sessions.
+      await closeSockets(await Promise.all(Array.from({ length: OPEN_BATCH }, () => openSocket(wsUrl(t), t.authorization))));
+      const before = await read();
+      const open: WebSocket[] = [];
+      try {
+        while (open.length < sessions) {
+          const n = Math.min(OPEN_BATCH, sessions - open.length);
+          open.push(...(await Promise.all(Array.from({ length: n }, () => openSocket(wsUrl(t), t.authorization)))));
+        }
+        await settle(1_000);
+        const after = await read();
+        relays[t.name] = { beforeKiB: before.relay, afterKiB: after.relay };
+        if (t.name === 'edge in-proc') sim = { before: before.sim, after: after.sim };
+      } finally {
+        for (let i = 0; i < open.length; i += 1000) await closeSockets(open.slice(i, i + 1000));
+      }
     }
-    await settle(1_000);
-    const after = await read();
-    return { sessions, edgeBeforeKiB, edgeAfterKiB: after.edge, simBeforeKiB, simAfterKiB: after.sim };
+    return { sessions, relays, simBeforeKiB: sim.before, simAfterKiB: sim.after, skipped: topo.skipped };
   } finally {
-    for (let i = 0; i < open.length; i += 1000) await closeSockets(open.slice(i, i + 1000));
     await topo.stop();
   }
 }
 
 export async function websocketRelay(s: BenchSettings): Promise<CaseResult> {
   const perRound = s.quick ? 400 : 2_000;
-  const floodSeconds = s.quick ? 2 : 5;
+  const floodSeconds = s.quick ? 1.5 : 5;
   const sessions = s.quick ? 2_000 : 5_000;
-  const topo = await startTopology(s, { profile: 'instant', grpc: false });
+  const topo = await startTopology(s, { profile: 'instant', grpc: false, peers: WS_PEERS });
   try {
     const targets = topo.targets;
     for (const t of targets) {
@@ -144,8 +171,10 @@ export async function websocketRelay(s: BenchSettings): Promise<CaseResult> {
       ['round trip p99', (x: LatencySummary) => x.p99],
     ] as const) {
       const base = direct.map(pick);
+      const perPath = Object.fromEntries(Object.entries(lat).map(([k, v]) => [k, v.map(pick)]));
+      const vs = compareWithPeers(perPath, { subjects: VOICEGATE_PATHS, peers: WS_PEERS, of: 'added', baseline: 'direct' });
       for (const t of targets) {
-        const v = lat[t.name]!.map(pick);
+        const v = perPath[t.name]!;
         rows.push({
           case: CASE,
           metric,
@@ -153,6 +182,7 @@ export async function websocketRelay(s: BenchSettings): Promise<CaseResult> {
           unit: 'µs',
           value: spread(v),
           ...againstBaseline(v, base, t.name === 'direct'),
+          ...(vs[t.name] ? { vs: vs[t.name] } : {}),
         });
       }
     }
@@ -160,29 +190,46 @@ export async function websocketRelay(s: BenchSettings): Promise<CaseResult> {
     s.log(`  opening ${sessions} idle sessions through a fresh edge…`);
     const mem = await idleMemory(s, sessions);
     const baseRate = spread(rate['direct']!).median;
+    const rateVs = compareWithPeers(rate, { subjects: VOICEGATE_PATHS, peers: WS_PEERS, of: 'value' });
     for (const t of targets) {
-      rows.push({ case: CASE, metric: `messages/s, ${CONNECTIONS}×${WINDOW} in flight`, path: t.name, unit: 'msg/s', value: spread(rate[t.name]!), ...(t.name === 'direct' ? {} : { baseline: baseRate }) });
+      rows.push({
+        case: CASE,
+        metric: `messages/s, ${CONNECTIONS}×${WINDOW} in flight`,
+        path: t.name,
+        unit: 'msg/s',
+        value: spread(rate[t.name]!),
+        ...(t.name === 'direct' ? {} : { baseline: baseRate }),
+        ...(rateVs[t.name] ? { vs: rateVs[t.name] } : {}),
+        ...(t.name === 'edge in-proc' ? { goals: [{ cmp: 'ge', value: 0.9, of: 'peer', peer: 'node floor', text: '≥ 0.9 × node floor' }] as const } : {}),
+      });
     }
-    const perEdge = ((mem.edgeAfterKiB - mem.edgeBeforeKiB) / mem.sessions);
-    const perSim = ((mem.simAfterKiB - mem.simBeforeKiB) / mem.sessions);
+    const perSim = (mem.simAfterKiB - mem.simBeforeKiB) / mem.sessions;
     const one = (v: number) => ({ median: v, min: v, max: v, n: 1 });
+    const perRelay = Object.fromEntries(Object.entries(mem.relays).map(([k, m]) => [k, [(m.afterKiB - m.beforeKiB) / mem.sessions]]));
+    // One measurement, so the "ratio spread" is a single value; the edge's memory ÷ each peer's.
+    const memVs = compareWithPeers(perRelay, { subjects: VOICEGATE_PATHS, peers: WS_PEERS, of: 'value' });
     rows.push({ case: CASE, metric: 'RSS per idle session', path: 'simulator (upstream end)', unit: 'KiB', value: one(perSim) });
-    rows.push({
-      case: CASE,
-      metric: 'RSS per idle session',
-      path: 'edge in-proc',
-      unit: 'KiB',
-      value: one(perEdge),
-      baseline: perSim,
-      goal: { cmp: 'le', value: 16, of: 'value', text: '≤ 16 KiB' },
-    });
+    for (const [name, [v]] of Object.entries(perRelay)) {
+      rows.push({
+        case: CASE,
+        metric: 'RSS per idle session',
+        path: name,
+        unit: 'KiB',
+        value: one(v!),
+        baseline: perSim,
+        ...(memVs[name] ? { vs: memVs[name] } : {}),
+        ...(name === 'edge in-proc' ? { goals: [{ cmp: 'le', value: 16, of: 'value', text: '≤ 16 KiB' }] as const } : {}),
+      });
+    }
+    const mib = (k: number) => Math.round(k / 1024);
     return {
       id: 6,
       title: 'WebSocket relay',
       rows,
       notes: [
         `TTS WebSocket (${TTS_WS_PATH}); each request is a 2-character text at 8 kHz answered by one audio frame (~2.7 KB). Round trip: request → audio frame on one socket, ${perRound} per round; messages/s: ${CONNECTIONS} sockets with ${WINDOW} requests each in flight for ${floodSeconds} s, counting request and audio frames (2 per exchange); ${s.rounds} rounds after a warm-up.`,
-        `Idle memory: VmRSS of the edge process before and after opening ${mem.sessions.toLocaleString('en-US')} sessions through it (each is a client socket plus an upstream socket in the edge), on a fresh simulator and edge (started with --expose-gc), after a warm-up of ${OPEN_BATCH} sessions, each reading after a full GC and 1 s of settling: edge ${Math.round(mem.edgeBeforeKiB / 1024)} → ${Math.round(mem.edgeAfterKiB / 1024)} MiB, simulator ${Math.round(mem.simBeforeKiB / 1024)} → ${Math.round(mem.simAfterKiB / 1024)} MiB. Single measurement (no rounds). The simulator row is the same sessions' cost at the upstream, as a reference for a plain \`ws\` server session.`,
+        `Idle memory: VmRSS of each relay (nginx: master + worker) before and after opening ${mem.sessions.toLocaleString('en-US')} sessions through it (each is a client socket plus an upstream socket in the relay), on a fresh simulator, edge and peers (the Node ones started with --expose-gc), one relay at a time (its sessions closed before the next), after a warm-up of ${OPEN_BATCH} sessions, each reading after a full GC and 1 s of settling: ${Object.entries(mem.relays).map(([k, m]) => `${k} ${mib(m.beforeKiB)} → ${mib(m.afterKiB)} MiB`).join(', ')}, simulator ${mib(mem.simBeforeKiB)} → ${mib(mem.simAfterKiB)} MiB during the edge's sessions. Single measurement (no rounds). The simulator row is the same sessions' cost at the upstream, as a reference for a plain \`ws\` server session; "vs peers" on memory divides the edge's KiB by the peer's (below 1: leaner).`,
+        ...[...topo.skipped, ...mem.skipped].map((x) => `Peer skipped: ${x}.`),
       ],
       raw: { latency: lat, rate, memory: mem },
     };

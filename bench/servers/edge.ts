@@ -13,7 +13,8 @@ await serve(async () => {
   const source = new StaticSnapshotSource(await benchSnapshot(arg('upstream')));
   const mode = arg('authz', 'inproc');
   const grpc = mode === 'inproc' ? undefined : createGrpcAuthorizer(mode);
-  const edge = await startEdge({ host: '127.0.0.1', port: 0, source, authorizer: grpc ?? createAuthorizer(source) });
+  // Case 6 holds 5,000 idle WebSockets open through the edge (above the edge's default connection cap).
+  const edge = await startEdge({ host: '127.0.0.1', port: 0, source, authorizer: grpc ?? createAuthorizer(source), maxConnections: 16_384 });
   return {
     port: edge.port,
     close: async () => {

@@ -30,8 +30,9 @@ export async function serve(start: () => Promise<Running>): Promise<void> {
   process.stdin.on('error', stop);
   process.stdin.resume();
   // With --expose-gc, SIGUSR2 runs a full collection, so that RSS readings compare live memory.
+  // Without it the signal is ignored: its default action would end the child (a peer's wrapper).
   const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc) process.on('SIGUSR2', () => gc());
+  process.on('SIGUSR2', () => gc?.());
   process.stdout.write(`READY ${running.port}\n`);
 }
 
