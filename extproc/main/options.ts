@@ -14,6 +14,7 @@ import { DEFAULT_DECISION_BODY_TIMEOUT_MS, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_M
 import { DEFAULT_MAX_PAYLOAD_BYTES as DEFAULT_WS_MAX_PAYLOAD_BYTES, DEFAULT_MAX_SESSION_MS, DEFAULT_SESSION_TOKEN_GRACE_MS } from '../adapters/edge/ws-proxy.ts';
 import { DEFAULT_SPAN_FILE_KEEP, DEFAULT_SPAN_FILE_MAX_BYTES } from '../adapters/files/file-sink.ts';
 import { DEFAULT_SPOOL_MAX_BYTES } from '../adapters/nats/spool.ts';
+import { DEFAULT_GRANT_BUCKET } from '../adapters/nats/grant-ledger.ts';
 import { parseDurationSeconds } from './duration.ts';
 
 export const DEFAULT_START_CONFIG = 'examples/voicegate.yaml';
@@ -85,6 +86,8 @@ const edgeLimits = {
   maxWsPayload: flag({ flag: 'max-ws-payload', value: 'BYTES', help: 'largest WebSocket message on either leg (bytes, or 64KiB, 16MiB); larger closes with 1009', fallback: DEFAULT_WS_MAX_PAYLOAD_BYTES, schema: BYTES }),
   maxSession: flag({ flag: 'max-session', value: 'MS', help: 'longest a WebSocket session lasts however active (ms, or 30m, 1h); then 1008', fallback: DEFAULT_MAX_SESSION_MS, schema: LIFETIME_MS }),
   sessionTokenGrace: flag({ flag: 'session-token-grace', value: 'MS', help: "how long a WebSocket session may outlive its token's exp beyond the issuer's clock skew (ms, or 5m)", fallback: DEFAULT_SESSION_TOKEN_GRACE_MS, schema: DELAY_MS }),
+  limits: flag({ flag: 'limits', value: 'auto|cluster|pod', env: 'VOICEGATE_LIMITS', help: "account units: leased from the cluster's grant ledger on NATS KV (cluster), or all of them for this process (pod); auto: cluster when NATS is set", fallback: 'auto', schema: oneOf(['auto', 'cluster', 'pod']) }),
+  grantBucket: flag({ flag: 'grant-bucket', value: 'NAME', env: 'VOICEGATE_GRANT_BUCKET', help: 'NATS KV bucket of the grant ledger (created with 1 replica, history 1)', fallback: DEFAULT_GRANT_BUCKET, schema: TEXT }),
 };
 
 /** Disk bounds of the usage spans (every command that records them). */

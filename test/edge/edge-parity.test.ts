@@ -100,7 +100,7 @@ describe('edge stream idle timeout (envoy.yaml idle_timeout / stream_idle_timeou
     expect(r.complete).toBe(true);
     expect(r.body.match(/^data: /gm)).toHaveLength(12);
     await until(() => rec.exchanges[0]?.ends.length === 1, 3000, 'observer end');
-    expect(rec.exchanges[0]!.ends[0]).toEqual({ status: 200 });
+    expect(rec.exchanges[0]!.ends[0]).toEqual({ status: 200, endedBy: 'upstream' });
   });
 
   it('closes a silent WebSocket session both ways with 1001', async () => {
@@ -120,7 +120,7 @@ describe('edge stream idle timeout (envoy.yaml idle_timeout / stream_idle_timeou
     expect((await clientClose).code).toBe(1001);
     expect((await upstreamClose!).code).toBe(1001);
     await until(() => rec.exchanges[0]?.ends.length === 1, 3000, 'observer end');
-    expect(rec.exchanges[0]!.ends[0]).toEqual({ status: 101, closeCode: 1001, error: 'idle_timeout' });
+    expect(rec.exchanges[0]!.ends[0]).toEqual({ status: 101, closeCode: 1001, error: 'idle_timeout', endedBy: 'gateway' });
     expect(rec.exchanges[0]!.upstreamMessages.map((m) => m.text)).toEqual(['{"text":"once"}']);
   });
 
@@ -141,7 +141,7 @@ describe('edge stream idle timeout (envoy.yaml idle_timeout / stream_idle_timeou
     client.close(1000, 'bye');
     expect((await done).code).toBe(1000);
     await until(() => rec.exchanges[0]?.ends.length === 1, 3000, 'observer end');
-    expect(rec.exchanges[0]!.ends[0]).toEqual({ status: 101, closeCode: 1000 });
+    expect(rec.exchanges[0]!.ends[0]).toEqual({ status: 101, closeCode: 1000, endedBy: 'client' });
   });
 });
 

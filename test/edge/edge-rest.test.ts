@@ -81,7 +81,7 @@ describe('edge REST passthrough', () => {
     expect(x.decision.kind).toBe('allow');
     expect(x.requestBytes).toBe(upload.length);
     expect(x.responseBytes).toBe(answer.length);
-    expect(x.ends).toEqual([{ status: 201 }]);
+    expect(x.ends).toEqual([{ status: 201, endedBy: 'upstream' }]);
   });
 
   it('applies the decision with overwrite semantics and never forwards caller credentials', async () => {
@@ -294,7 +294,7 @@ describe('edge SSE', () => {
     expect(events).toHaveLength(5);
     expect(events[4]).toBe('data: {"status":"200","done":true}');
     await until(() => rec.exchanges[0]?.ends.length === 1);
-    expect(rec.exchanges[0]!.ends).toEqual([{ status: 200 }]);
+    expect(rec.exchanges[0]!.ends).toEqual([{ status: 200, endedBy: 'upstream' }]);
   });
 });
 

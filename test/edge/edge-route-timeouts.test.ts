@@ -69,7 +69,7 @@ describe.each(ROUTES)('edge REST route timeout on a $name route (from the end of
     expect(r.status).toBe(200);
     expect(r.body).toBe('{"ok":true}');
     await until(() => rec.exchanges[0]?.ends.length === 1, 2000, 'observer end');
-    expect(rec.exchanges[0]!.ends[0]).toEqual({ status: 200 });
+    expect(rec.exchanges[0]!.ends[0]).toEqual({ status: 200, endedBy: 'upstream' });
   });
 
   it('answers 504 upstream_timeout when the upstream answers after the timeout', async () => {

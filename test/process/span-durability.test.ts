@@ -162,7 +162,9 @@ function streamEnv(name: string): Record<string, string> {
 }
 
 async function startEdge(spoolDir: string, env: Record<string, string>, sidePort = 0): Promise<{ proc: Proc; url: string; metricsUrl: string }> {
-  const proc = voicegate(['edge', '--config', config, '--host', '127.0.0.1', '--port', '0', '--http-port', String(sidePort), '--spool-dir', spoolDir], env);
+  // `--limits pod`: these cases stop NATS under traffic to test spans; in cluster mode the edge
+  // would (rightly) stop admitting once its grant lease could have been reclaimed (test/limits).
+  const proc = voicegate(['edge', '--config', config, '--host', '127.0.0.1', '--port', '0', '--http-port', String(sidePort), '--spool-dir', spoolDir, '--limits', 'pod'], env);
   const ready = await proc.logLine('edge ready');
   return { proc, url: String(ready['url']), metricsUrl: `http://127.0.0.1:${String(ready['metricsPort'])}/metrics` };
 }

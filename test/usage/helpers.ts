@@ -80,6 +80,7 @@ export function makeSpan(over: Partial<UsageSpan> = {}): UsageSpan {
     configVersion: 7,
     error: '',
     serverAddress: '127.0.0.1:7070',
+    endedBy: 'upstream',
     ...over,
   };
 }

@@ -84,6 +84,8 @@ describe('OTel export', () => {
     const sb = got.get(b.spanId.slice(0, 16))!;
     const battrs = Object.fromEntries(sb.attributes.map((x) => [x.key, Object.values(x.value)[0]]));
     expect(battrs).toMatchObject({ 'gen_ai.operation.name': 'speech_to_text', 'voicegate.audio_seconds': 2.5, 'error.type': 'upstream_reset' });
+    // Who ended the exchange travels as its own attribute (makeSpan's default: the provider finished).
+    expect(attrs['voicegate.ended_by']).toBe('upstream');
     expect(sb.status?.code).toBe(2);
   });
 });

@@ -16,6 +16,12 @@ import type { ExchangeFailure } from '../../core/decision/denials.ts';
 import { isCorsResponseHeader } from '../../core/decision/cors.ts';
 import type { GuardedObserver } from '../../core/exchange/safe-observer.ts';
 import type { UpstreamPlan } from '../../core/exchange/upstream-plan.ts';
+import type { ExchangeEndSide } from '../../core/exchange/exchange-observer.ts';
+import type { Snapshot } from '../../core/config/snapshot.ts';
+import type { Allow } from '../../core/decision/types.ts';
+import type { SessionEndReason } from '../../core/decision/recheck.ts';
+import { admissionOf, type GovernedSession, type SessionRegistry } from './sessions.ts';
+import { sseBoundary, sseErrorEvent } from './sse-end.ts';
 
 /**
  * Requests/s through a minimal proxy (same process shape as the edge) to a local upstream answering
@@ -61,6 +67,14 @@ export interface RestExchange {
    * response in place of any `Access-Control-*` the provider sent, and to the edge's own errors.
    */
   readonly corsHeaders?: Readonly<Record<string, string>>;
+  /**
+   * Mid-session enforcement of SSE streams: a stream is registered here once its head is relayed,
+   * decided again on every swap and bounded in time like a WebSocket session (sessions.ts). Needs
+   * the allow and snapshot it was admitted with; without all three the stream is not governed.
+   */
+  readonly sessions?: SessionRegistry;
+  readonly decision?: Allow;
+  readonly snapshot?: Snapshot;
 }
 
 class UpstreamTimeoutError extends Error {
@@ -81,7 +95,10 @@ export function writeLocal(res: ServerResponse, r: LocalResponse, extra?: Readon
 export function proxyRest(x: RestExchange): void {
   const { req, res, plan, observer } = x;
   const secure = plan.url.protocol === 'https:';
-  let failure: GatewayErrorCode | ExchangeFailure | undefined;
+  let failure: GatewayErrorCode | ExchangeFailure | SessionEndReason | undefined;
+  /** Set when the gateway ended a governed stream on policy; the upstream's errors then change nothing. */
+  let policyEnd = false;
+  let governed: GovernedSession | undefined;
   let routeTimer: NodeJS.Timeout | undefined;
   // Set once the response is complete or the exchange failed: nothing is left to bound.
   let bounded = true;
@@ -116,6 +133,7 @@ export function proxyRest(x: RestExchange): void {
   upReq.on('error', (err) => {
     stopRouteTimer();
     idle.stop();
+    if (policyEnd) return;
     if (res.headersSent) {
       failure ??= 'upstream_reset';
       res.destroy();
@@ -144,37 +162,65 @@ export function proxyRest(x: RestExchange): void {
     // A provider `Vary` stays; ours is one more field line, which RFC 9110 §5.3 combines with it.
     if (cors) for (const [name, value] of Object.entries(cors)) headers.push(name, value);
     res.writeHead(status, upRes.statusMessage, headers);
-    if ((upRes.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+    const sse = (upRes.headers['content-type'] ?? '').startsWith('text/event-stream');
+    if (sse) {
       res.socket?.setNoDelay(true);
       res.flushHeaders();
     }
+    const boundary = sse ? sseBoundary() : undefined;
     upRes.on('data', (chunk: Buffer) => {
       idle.touch();
+      boundary?.push(chunk);
       observer.responseChunk(chunk);
     });
     upRes.on('error', () => {
+      if (policyEnd) return;
       failure ??= 'upstream_reset';
       res.destroy();
     });
+    /**
+     * Ends a stream its admission no longer covers: nothing more is read from the provider (the
+     * upstream request is aborted), and the client gets the gateway's last event where an event
+     * ends, else a cut connection (sse-end.ts). What was relayed is billed as usual.
+     */
+    const endOnPolicy = (reason: SessionEndReason, message: string): boolean => {
+      if (policyEnd || res.writableEnded || res.destroyed) return false;
+      policyEnd = true;
+      failure = reason;
+      upRes.unpipe(res);
+      upReq.destroy();
+      x.logger.info({ reason, user: x.decision?.metadata.user, model: x.decision?.metadata.model }, 'sse stream ended by the gateway');
+      if (boundary?.atBoundary) res.end(sseErrorEvent(message));
+      else res.destroy();
+      return true;
+    };
+    if (sse && x.sessions && x.decision && x.snapshot && !res.destroyed) {
+      governed = x.sessions.open(admissionOf(x.decision.metadata, req.headers, req.url ?? '/', x.snapshot), endOnPolicy);
+    }
     upRes.pipe(res);
   });
 
   // The span is handed over as soon as the last byte is with the kernel ('finish'), not at the
   // later 'close': a process killed in between would otherwise lose the span of an exchange its
   // client saw complete. The observer ends once; 'close' only adds what an abort looks like.
+  // Who ended it: policy when the gateway ended a governed stream; a response that completed
+  // without failure was ended by the provider finishing it; otherwise `error` tells (span-builder).
+  const endedBy = (): { endedBy?: ExchangeEndSide } => (policyEnd ? { endedBy: 'policy' } : failure ? {} : { endedBy: 'upstream' });
   res.once('finish', () => {
     stopRouteTimer();
     idle.stop();
-    observer.end({ status: res.statusCode, ...(failure ? { error: failure } : {}) });
+    governed?.release();
+    observer.end({ status: res.statusCode, ...(failure ? { error: failure } : {}), ...endedBy() });
   });
   res.on('close', () => {
     stopRouteTimer();
     idle.stop();
+    governed?.release();
     if (!res.writableFinished) {
       failure ??= 'client_aborted';
       upReq.destroy();
     }
-    observer.end({ status: res.headersSent ? res.statusCode : 0, ...(failure ? { error: failure } : {}) });
+    observer.end({ status: res.headersSent ? res.statusCode : 0, ...(failure ? { error: failure } : {}), ...endedBy() });
   });
 
   const prefix = x.bodyPrefix;

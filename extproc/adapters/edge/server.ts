@@ -24,6 +24,7 @@ import { createWebSocketProxy, writeRawResponse } from './ws-proxy.ts';
 import { corsVerdict } from '../../core/decision/cors.ts';
 import { createAdmissionLedger, type AdmissionLedger } from '../../core/limits/ledger.ts';
 import { createInFlight } from './in-flight.ts';
+import { createSessionRegistry } from './sessions.ts';
 
 export interface EdgeOptions {
   /** Listen address; default `0.0.0.0` (public listener, as Envoy's). */
@@ -53,9 +54,12 @@ export interface EdgeOptions {
   readonly wsLowWaterBytes?: number;
   /** Largest WebSocket message accepted on either leg; default 16 MiB (the provider's own limit). Larger closes with 1009. */
   readonly wsMaxPayloadBytes?: number;
-  /** Longest a WebSocket session lasts, however active (ws-proxy.ts `DEFAULT_MAX_SESSION_MS`, 1 h); then 1008. */
+  /**
+   * Longest a WebSocket session or SSE stream lasts, however active (sessions.ts
+   * `DEFAULT_MAX_SESSION_MS`, 1 h): the ceiling of the configured `max_session_seconds`; then 1008 / the stream's end.
+   */
   readonly maxSessionMs?: number;
-  /** How long a WebSocket session may outlive its token (beyond the issuer's clock skew); default 0. */
+  /** How long a WebSocket session or SSE stream may outlive its token (beyond the issuer's clock skew); default 0. */
   readonly sessionTokenGraceMs?: number;
   /** Time a client has to send its complete request head (Node's `headersTimeout`); default 10 s. */
   readonly headersTimeoutMs?: number;
@@ -136,17 +140,21 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
     };
   };
   const agents = createUpstreamAgents();
+  // WebSocket sessions and SSE streams alike are governed by one registry (sessions.ts).
+  const sessions = createSessionRegistry({
+    ...(opts.maxSessionMs !== undefined ? { maxSessionMs: opts.maxSessionMs } : {}),
+    ...(opts.sessionTokenGraceMs !== undefined ? { sessionTokenGraceMs: opts.sessionTokenGraceMs } : {}),
+  });
   const ws = createWebSocketProxy({
+    sessions,
     logger,
     ...(opts.wsHighWaterBytes !== undefined ? { highWaterBytes: opts.wsHighWaterBytes } : {}),
     ...(opts.wsLowWaterBytes !== undefined ? { lowWaterBytes: opts.wsLowWaterBytes } : {}),
     ...(opts.wsMaxPayloadBytes !== undefined ? { maxPayloadBytes: opts.wsMaxPayloadBytes } : {}),
-    ...(opts.maxSessionMs !== undefined ? { maxSessionMs: opts.maxSessionMs } : {}),
-    ...(opts.sessionTokenGraceMs !== undefined ? { sessionTokenGraceMs: opts.sessionTokenGraceMs } : {}),
   });
-  // Mid-session enforcement: every open WebSocket is decided again against each new snapshot.
+  // Mid-session enforcement: every open WebSocket and SSE stream is decided again against each new snapshot.
   const stopRechecks = opts.source.onSwap((next) => {
-    const ended = ws.recheck(next);
+    const ended = sessions.recheck(next);
     if (ended > 0) logger.info({ ended, version: next.version }, 'sessions no longer entitled were ended');
   });
 
@@ -230,6 +238,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
       ...timeouts(req),
       agents,
       logger,
+      sessions,
       ...(corsHeaders ? { corsHeaders } : {}),
     });
   }

@@ -27,16 +27,16 @@ import type { Snapshot } from '../../core/config/snapshot.ts';
 import type { Allow } from '../../core/decision/types.ts';
 import { FRAME_REFUSED_CLOSE_CODE, ttsErrorFrame, ttsFrameGuard, type TtsFrameGuard } from '../../core/decision/tts-frame.ts';
 import type { SynthesisGate } from '../../core/limits/synthesis.ts';
+import { sessionCloseReason, SESSION_ENDED_CLOSE_CODE, type SessionEndReason } from '../../core/decision/recheck.ts';
+import type { ExchangeEndSide } from '../../core/exchange/exchange-observer.ts';
 import {
-  recheckSession,
-  sessionCloseReason,
-  sessionDeadline,
-  sessionToken,
-  SESSION_ENDED_CLOSE_CODE,
-  type AdmittedSession,
-  type SessionBounds,
-  type SessionEndReason,
-} from '../../core/decision/recheck.ts';
+  admissionOf,
+  createSessionRegistry,
+  DEFAULT_MAX_SESSION_MS,
+  DEFAULT_SESSION_TOKEN_GRACE_MS,
+  type SessionAdmission,
+  type SessionRegistry,
+} from './sessions.ts';
 
 /** Pause the reading side above this many bytes queued on the writing side… */
 export const DEFAULT_HIGH_WATER_BYTES = 1 << 20;
@@ -44,12 +44,7 @@ export const DEFAULT_HIGH_WATER_BYTES = 1 << 20;
 export const DEFAULT_LOW_WATER_BYTES = 256 << 10;
 /** The provider refuses messages over 16 MiB; so does the edge, before buffering more. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 16 << 20;
-/** Longest a session lasts, however active (`--max-session`); the provider documents no limit of its own. */
-export const DEFAULT_MAX_SESSION_MS = 3_600_000;
-/** How long a session may outlive its token beyond the issuer's clock skew (`--session-token-grace`). */
-export const DEFAULT_SESSION_TOKEN_GRACE_MS = 0;
-/** setTimeout's largest delay (2^31-1 ms, about 24.8 days); later deadlines re-arm. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+export { DEFAULT_MAX_SESSION_MS, DEFAULT_SESSION_TOKEN_GRACE_MS };
 /** Largest upstream rejection body relayed to the caller. */
 const MAX_REJECTION_BODY = 64 << 10;
 
@@ -63,6 +58,11 @@ export interface WebSocketProxyOptions {
   readonly maxSessionMs?: number;
   /** How long a session may outlive its token; default {@link DEFAULT_SESSION_TOKEN_GRACE_MS}. */
   readonly sessionTokenGraceMs?: number;
+  /**
+   * The edge's registry of governed sessions (shared with SSE streams); when given, it owns the
+   * time bounds and `maxSessionMs` / `sessionTokenGraceMs` here are ignored. Default: one of its own.
+   */
+  readonly sessions?: SessionRegistry;
 }
 
 export interface WebSocketExchange {
@@ -191,18 +191,12 @@ function limitedFrames(
   };
 }
 
-/** One open session: what shutdown (every session closed with 1001) and re-checks need. */
+/** One open session: what shutdown (every session closed with 1001) needs. */
 interface LiveSession {
   readonly client: WebSocket;
   readonly upstream: WebSocket;
-  /** Decides the session again against a new snapshot; true when that ended it. */
-  readonly recheck: (next: Snapshot) => boolean;
-}
-
-/** What a session was admitted with, read before its handshake; it opens when bridged. */
-interface SessionAdmission extends Omit<AdmittedSession, 'openedAtMs'> {
-  /** The exchange's snapshot: the issuer's clock skew of the first deadline. */
-  readonly snapshot: Snapshot;
+  /** Marks the session as ended by the gateway (shutdown), before its legs are closed. */
+  readonly goingAway: () => void;
 }
 
 /** What the caller's 101 must carry over from the upstream's 101. */
@@ -217,12 +211,12 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
   const maxPayload = opts.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const pending = new WeakMap<IncomingMessage, PendingHandshake>();
   const live = new Set<LiveSession>();
-  /** The snapshot of the last re-check, for sessions that open after it (see the end of bridge). */
-  let latest: Snapshot | undefined;
-  const bounds: SessionBounds = {
-    maxSessionMs: opts.maxSessionMs ?? DEFAULT_MAX_SESSION_MS,
-    tokenGraceMs: opts.sessionTokenGraceMs ?? DEFAULT_SESSION_TOKEN_GRACE_MS,
-  };
+  const sessions =
+    opts.sessions ??
+    createSessionRegistry({
+      ...(opts.maxSessionMs !== undefined ? { maxSessionMs: opts.maxSessionMs } : {}),
+      ...(opts.sessionTokenGraceMs !== undefined ? { sessionTokenGraceMs: opts.sessionTokenGraceMs } : {}),
+    });
 
   const wss = new WebSocketServer({
     noServer: true,
@@ -282,7 +276,12 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
     admission: SessionAdmission,
     gate?: SynthesisGate,
   ): void {
-    const session: LiveSession = { client, upstream, recheck: (next) => recheckNow(next) };
+    /**
+     * Who ended the session (the span's `endedBy`): the gateway or policy when it acted first,
+     * otherwise the leg whose close arrived first.
+     */
+    let endedBy: ExchangeEndSide | undefined;
+    const session: LiveSession = { client, upstream, goingAway: () => void (endedBy ??= 'gateway') };
     live.add(session);
     let codeToClient: number | undefined;
     let clientClosed = false;
@@ -291,19 +290,21 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
     let upstreamTooBig = false;
     const idle = startIdleTimer(idleTimeoutMs, () => {
       idledOut = true;
+      endedBy ??= 'gateway';
       codeToClient = 1001;
       if (client.readyState === WebSocket.OPEN) client.close(1001, 'idle timeout');
       if (upstream.readyState === WebSocket.OPEN) upstream.close(1001, 'idle timeout');
     });
     let policyEnd: SessionEndReason | undefined;
-    let deadline: NodeJS.Timeout | undefined;
+    // Assigned at the end of bridge, before any event can call finish.
+    let governed: { release(): void } | undefined;
     const finish = (clientCode: number) => {
       if (!clientClosed || !upstreamClosed) return;
       idle.stop();
-      clearTimeout(deadline);
+      governed?.release();
       live.delete(session);
       const error = policyEnd ?? (idledOut ? 'idle_timeout' : undefined);
-      observer.end({ status: 101, closeCode: codeToClient ?? clientCode, ...(error ? { error } : {}) });
+      observer.end({ status: 101, closeCode: codeToClient ?? clientCode, ...(error ? { error } : {}), ...(endedBy ? { endedBy } : {}) });
     };
     let lastClientCode = 1005;
     let refused = false;
@@ -318,6 +319,7 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       const verdict = guard.check(data, isBinary);
       if (verdict.kind === 'forward') return true;
       refused = true;
+      endedBy ??= 'policy';
       codeToClient = FRAME_REFUSED_CLOSE_CODE;
       opts.logger.info({ reason: verdict.reason, model: guard.model }, 'tts websocket frame refused');
       if (client.readyState === WebSocket.OPEN) {
@@ -328,7 +330,6 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       return false;
     };
 
-    const opened: AdmittedSession = { metadata: admission.metadata, token: admission.token, openedAtMs: Date.now(), ...(admission.origin !== undefined ? { origin: admission.origin } : {}) };
     /**
      * Ends a session its admission no longer covers (revoked, expired, too long): the caller learns
      * why (TTS: the provider's error frame) and gets 1008; the upstream is closed at once and what
@@ -339,29 +340,13 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       if (refused || client.readyState !== WebSocket.OPEN) return false;
       refused = true;
       policyEnd = reason;
+      endedBy ??= 'policy';
       codeToClient = SESSION_ENDED_CLOSE_CODE;
-      opts.logger.info({ reason, user: opened.metadata.user, model: opened.metadata.model }, 'websocket session ended by the gateway');
+      opts.logger.info({ reason, user: admission.metadata.user, model: admission.metadata.model }, 'websocket session ended by the gateway');
       if (guard) client.send(ttsErrorFrame(message));
       client.close(SESSION_ENDED_CLOSE_CODE, sessionCloseReason(reason));
       if (upstream.readyState === WebSocket.OPEN) upstream.close(1000, 'session ended by the gateway');
       return true;
-    };
-    /** One timer for the earliest time bound; activity never moves it. */
-    const arm = (snapshot: Snapshot): void => {
-      clearTimeout(deadline);
-      const d = sessionDeadline(opened, snapshot, bounds);
-      if (!d) return;
-      const wait = Math.min(Math.max(0, d.atMs - Date.now()), MAX_TIMER_MS);
-      deadline = setTimeout(() => void (Date.now() >= d.atMs ? endOnPolicy(d.reason, d.message) : arm(snapshot)), wait);
-      // The sockets keep the process alive; this bound alone must not.
-      deadline.unref();
-    };
-    const recheckNow = (next: Snapshot): boolean => {
-      const verdict = recheckSession(opened, next);
-      if (verdict.kind === 'end') return endOnPolicy(verdict.reason, verdict.message);
-      // The new snapshot's clock skew for the token's issuer may differ.
-      arm(next);
-      return false;
     };
 
     relay(client, upstream, (d, b) => observer.clientMessage(d, b), idle.touch, limitedFrames(admitted, gate, client));
@@ -369,6 +354,7 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
 
     client.on('close', (code, reason) => {
       clientClosed = true;
+      endedBy ??= 'client';
       lastClientCode = code;
       if (upstream.readyState === WebSocket.OPEN) upstream.close(sendableCloseCode(code), reason);
       else if (upstream.readyState === WebSocket.CONNECTING) upstream.terminate();
@@ -377,6 +363,7 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
     });
     upstream.on('close', (code, reason) => {
       upstreamClosed = true;
+      endedBy ??= 'upstream';
       if (client.readyState === WebSocket.OPEN) {
         // ws closed the upstream leg itself for an oversized message: the caller learns 1009 too.
         codeToClient = upstreamTooBig ? 1009 : sendableCloseCode(code);
@@ -390,23 +377,17 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
       if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') upstreamTooBig = true;
       opts.logger.debug({ err }, 'upstream websocket error');
     });
-    // A swap while this session was being decided or handshaking found it not yet registered:
-    // decide it against that newer snapshot now, before the caller can send anything.
-    if (latest !== undefined && latest !== admission.snapshot) recheckNow(latest);
-    else arm(admission.snapshot);
+    // Registered last: a swap while this session was being decided or handshaking found it not
+    // yet registered, so the registry decides it against that newer snapshot now, before the
+    // caller can send anything.
+    governed = sessions.open(admission, endOnPolicy);
   }
 
   function proxy(x: WebSocketExchange): void {
     const { req, socket, plan, observer } = x;
     // Built before the handshake, from the decision alone, so a session is never relayed unchecked.
     const guard = ttsFrameGuard(x.decision.metadata, x.snapshot);
-    const auth = req.headers.authorization;
-    const admission: SessionAdmission = {
-      metadata: x.decision.metadata,
-      token: sessionToken(auth !== undefined ? { authorization: auth } : {}, req.url ?? '/'),
-      ...(typeof req.headers.origin === 'string' ? { origin: req.headers.origin } : {}),
-      snapshot: x.snapshot,
-    };
+    const admission: SessionAdmission = admissionOf(x.decision.metadata, req.headers, req.url ?? '/', x.snapshot);
     let settled = false;
     const fail = (r: LocalResponse, error: string) => {
       if (settled) return;
@@ -513,15 +494,10 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
 
   return {
     proxy,
-    recheck(next) {
-      latest = next;
-      let ended = 0;
-      for (const s of [...live]) if (s.recheck(next)) ended++;
-      return ended;
-    },
+    recheck: (next) => sessions.recheck(next),
     async close() {
-      const sessions = [...live];
-      for (const { client, upstream } of sessions) {
+      for (const { client, upstream, goingAway } of [...live]) {
+        goingAway();
         if (client.readyState === WebSocket.OPEN) client.close(1001, 'gateway shutting down');
         if (upstream.readyState === WebSocket.OPEN) upstream.close(1001, 'gateway shutting down');
       }

@@ -57,6 +57,7 @@ export function otelAttributes(span: UsageSpan): Attributes {
   if (span.firstTranscriptMs !== undefined) a['voicegate.first_transcript_ms'] = span.firstTranscriptMs;
   if (span.closeCode !== undefined) a['voicegate.websocket.close_code'] = span.closeCode;
   if (span.error) a['error.type'] = span.error;
+  if (span.endedBy) a['voicegate.ended_by'] = span.endedBy;
   return a;
 }
 

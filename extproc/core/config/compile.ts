@@ -97,6 +97,7 @@ export async function compileConfig(doc: ConfigDocument, ctx: CompileContext): P
       account: m.account,
       aliases: m.aliases,
       price,
+      ...(m.max_session_seconds !== undefined ? { maxSessionMs: m.max_session_seconds * 1000 } : {}),
     };
     let byName = models.get(m.provider);
     if (!byName) models.set(m.provider, (byName = new Map()));
@@ -247,6 +248,7 @@ export function compilePrincipalLimits(l: ConfigDocument['limits']): PrincipalLi
     ...(p.max_units !== undefined ? { maxUnits: p.max_units } : {}),
     ...(p.max_sessions !== undefined ? { maxSessions: p.max_sessions } : {}),
     ...(p.requests_per_minute !== undefined ? { requestsPerMinute: p.requests_per_minute } : {}),
+    ...(p.max_session_seconds !== undefined ? { maxSessionMs: p.max_session_seconds * 1000 } : {}),
   });
   return {
     users: new Map(Object.entries(l.users).map(([who, p]) => [who, one(p)])),

@@ -86,6 +86,13 @@ const account = z.strictObject({
 const principalName = z.string().min(1).max(256);
 
 /**
+ * A session lifetime bound, seconds. The edge's `--max-session` stays the ceiling (a larger value
+ * here changes nothing), and the smallest bound that applies wins. 0 is refused: it would end every
+ * session as it opens (remove the entitlement instead); a week is far beyond any ceiling.
+ */
+const maxSessionSeconds = z.number().int().min(1).max(604_800);
+
+/**
  * Limits of one user or team (core/limits). Each is optional, but an entry must set one; zero is
  * refused because it would silently shut the principal out (remove the collaborator instead).
  */
@@ -97,10 +104,13 @@ const principalLimits = z
     max_sessions: z.number().int().min(1).max(100_000).optional(),
     /** Admissions in any 60 s (sliding window): requests, WebSocket upgrades, syntheses on a socket. */
     requests_per_minute: z.number().int().min(1).max(100_000).optional(),
+    /** Longest a WebSocket session or SSE stream of this principal lasts (core/decision/recheck.ts). */
+    max_session_seconds: maxSessionSeconds.optional(),
   })
-  .refine((l) => l.max_units !== undefined || l.max_sessions !== undefined || l.requests_per_minute !== undefined, {
-    message: 'set at least one of max_units, max_sessions, requests_per_minute',
-  });
+  .refine(
+    (l) => l.max_units !== undefined || l.max_sessions !== undefined || l.requests_per_minute !== undefined || l.max_session_seconds !== undefined,
+    { message: 'set at least one of max_units, max_sessions, requests_per_minute, max_session_seconds' },
+  );
 
 const model = z.strictObject({
   name,
@@ -108,6 +118,8 @@ const model = z.strictObject({
   type: z.enum(['tts', 'stt']),
   account: name,
   aliases: z.array(name).default([]),
+  /** Longest a WebSocket session or SSE stream on this model lasts; see {@link maxSessionSeconds}. */
+  max_session_seconds: maxSessionSeconds.optional(),
   price: z
     .strictObject({
       per_1k_chars: decimal.optional(),

@@ -63,6 +63,8 @@ export interface PrincipalLimits {
   readonly maxSessions?: number;
   /** Admissions in any 60 s. */
   readonly requestsPerMinute?: number;
+  /** Longest a WebSocket session or SSE stream lasts, ms (enforced by the edge, not the ledger). */
+  readonly maxSessionMs?: number;
 }
 
 /** Limits by user and by team name, as tokens carry the names (qualified beside named issuers). */
@@ -88,6 +90,8 @@ export interface ModelConfig {
   /** Other spellings that resolve to this model (e.g. body `model: lightning_v3.1`). */
   readonly aliases: readonly string[];
   readonly price: Price;
+  /** Longest a WebSocket session or SSE stream on this model lasts, ms; absent: only the edge's ceiling. */
+  readonly maxSessionMs?: number;
 }
 
 /**
@@ -125,6 +129,23 @@ export interface Snapshot {
   readonly cors?: CorsPolicy;
   /** Per-user and per-team admission limits; undefined limits no one (accounts still hold their units). */
   readonly principalLimits?: PrincipalLimitTable;
+  /**
+   * Gateway-issued service keys (`vg_…`) by the SHA-256 hex of the key, from the control plane.
+   * A request carrying one is authorized as the user `service:<name>`. Absent: no service key is valid.
+   */
+  readonly serviceKeys?: ReadonlyMap<string, ServiceKeyEntry>;
+  /**
+   * Team memberships kept by the control plane, by member (a user name as the identity layer
+   * produces it, or `service:<name>`); combined with the teams a token carries.
+   */
+  readonly teamMembers?: ReadonlyMap<string, readonly string[]>;
+}
+
+/** One valid service key as pods hold it: only the hash is known, never the key. */
+export interface ServiceKeyEntry {
+  readonly subject: `service:${string}`;
+  /** Last instant (ms since epoch) the key is valid: its expiry or the end of its rotation grace; null: no end. */
+  readonly notAfterMs: number | null;
 }
 
 /** Where snapshots come from: a file today, NATS KV later. Consumers only read `current()`. */

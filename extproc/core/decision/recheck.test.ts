@@ -141,3 +141,37 @@ describe('sessionToken', () => {
     expect(sessionToken({}, '/x')).toEqual({});
   });
 });
+
+describe('configured maximum session durations (models[] and limits.users/teams max_session_seconds)', () => {
+  const bounds = { maxSessionMs: 3_600_000, tokenGraceMs: 0 };
+  const withBounds = (model?: number, team?: number, user?: number): Snapshot => {
+    const s = withModel(snapshot, 'pulse', (m) => ({ ...m, ...(model !== undefined ? { maxSessionMs: model } : {}) }));
+    return {
+      ...s,
+      principalLimits: {
+        users: new Map(user !== undefined ? [['bob', { maxSessionMs: user }]] : []),
+        teams: new Map(team !== undefined ? [['voice', { maxSessionMs: team }]] : []),
+      },
+    };
+  };
+  const bob = (s: Snapshot) => session({ ...admittedBy(STT, 'bob', ['voice'], s) }, { token: {} });
+
+  it('the smallest applicable bound wins, and names whose it is', () => {
+    const s = withBounds(600_000, 120_000, 300_000);
+    expect(sessionDeadline(bob(s), s, bounds)).toMatchObject({ atMs: 1_000_000 + 120_000, reason: 'max_session_duration', message: expect.stringContaining('team "voice"') });
+    const m = withBounds(60_000, 120_000);
+    expect(sessionDeadline(bob(m), m, bounds)).toMatchObject({ atMs: 1_000_000 + 60_000, message: expect.stringContaining('model "pulse"') });
+    const u = withBounds(undefined, undefined, 30_000);
+    expect(sessionDeadline(bob(u), u, bounds)).toMatchObject({ atMs: 1_000_000 + 30_000, message: expect.stringContaining('user "bob"') });
+  });
+
+  it('the edge ceiling (--max-session) caps a larger configured bound; no configured bound leaves the ceiling', () => {
+    const s = withBounds(7_200_000);
+    expect(sessionDeadline(bob(s), s, bounds)).toMatchObject({ atMs: 1_000_000 + 3_600_000, message: expect.stringContaining("gateway's") });
+    const none = withBounds();
+    expect(sessionDeadline(bob(none), none, bounds)).toMatchObject({ atMs: 1_000_000 + 3_600_000 });
+    // A team the caller is not in does not apply.
+    const other = { ...none, principalLimits: { users: new Map(), teams: new Map([['ops', { maxSessionMs: 1000 }]]) } };
+    expect(sessionDeadline(bob(other), other, bounds)?.atMs).toBe(1_000_000 + 3_600_000);
+  });
+});

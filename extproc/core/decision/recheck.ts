@@ -113,7 +113,8 @@ export function recheckSession(session: AdmittedSession, snapshot: Snapshot): Se
 
 /**
  * The moment the session must end on time alone: its token stops being accepted (`exp` plus the
- * issuer's clock skew, as the verifier allows) plus the grace, or its maximum lifetime runs out,
+ * issuer's clock skew, as the verifier allows) plus the grace, or its maximum lifetime runs out
+ * (the smallest of the edge's ceiling and the configured bounds, {@link configuredMaxSession}),
  * whichever comes first. Undefined when neither applies (no `exp` known and no lifetime bound).
  *
  * @example
@@ -131,16 +132,45 @@ export function sessionDeadline(session: AdmittedSession, snapshot: Snapshot | u
       message: 'the token this session was opened with has expired; reconnect with a fresh token',
     });
   }
-  if (bounds.maxSessionMs > 0 && Number.isFinite(bounds.maxSessionMs)) {
+  const ceiling = bounds.maxSessionMs > 0 && Number.isFinite(bounds.maxSessionMs) ? bounds.maxSessionMs : undefined;
+  const configured = snapshot ? configuredMaxSession(session.metadata, snapshot) : undefined;
+  // The smallest bound wins; the edge's own is the ceiling whatever the configuration says.
+  const bound = configured && (ceiling === undefined || configured.ms < ceiling) ? configured : ceiling !== undefined ? { ms: ceiling, of: "the gateway's" } : undefined;
+  if (bound) {
     candidates.push({
-      atMs: session.openedAtMs + bounds.maxSessionMs,
+      atMs: session.openedAtMs + bound.ms,
       reason: 'max_session_duration',
-      message: `the session reached the gateway's maximum duration (${Math.round(bounds.maxSessionMs / 1000)} s); reconnect to continue`,
+      message: `the session reached ${bound.of} maximum duration (${Math.round(bound.ms / 1000)} s); reconnect to continue`,
     });
   }
   let first: SessionDeadline | undefined;
   for (const c of candidates) if (!first || c.atMs < first.atMs) first = c;
   return first;
+}
+
+/**
+ * The smallest `max_session_seconds` the configuration sets for this session — on its model, its
+ * user, any of its teams (`limits.users` / `limits.teams`) — and whose it is, for the message.
+ * Read from the snapshot each re-check, so a reload that shortens a bound applies to open sessions:
+ * one already past it ends at once.
+ *
+ * @example
+ * configuredMaxSession({ provider: 'smallest', model: 'pulse', teams: 'voice' }, snapshot);
+ * // { ms: 600_000, of: 'team "voice"\'s' } when pulse allows 30 min and team voice 10 min
+ */
+export function configuredMaxSession(md: DecisionMetadata, snapshot: Snapshot): { readonly ms: number; readonly of: string } | undefined {
+  let best: { ms: number; of: string } | undefined;
+  const consider = (ms: number | undefined, of: string) => {
+    if (ms !== undefined && ms > 0 && (!best || ms < best.ms)) best = { ms, of };
+  };
+  const model = snapshot.models.get(md.provider ?? '')?.get(md.model ?? '');
+  if (model) consider(model.maxSessionMs, `model "${model.name}"'s`);
+  const limits = snapshot.principalLimits;
+  if (limits && md.user !== undefined && md.user !== '') consider(limits.users.get(md.user)?.maxSessionMs, `user "${clip(md.user)}"'s`);
+  for (const team of (md.teams ?? '').split(',')) {
+    if (limits && team !== '') consider(limits.teams.get(team)?.maxSessionMs, `team "${clip(team)}"'s`);
+  }
+  return best;
 }
 
 /**

@@ -13,7 +13,15 @@ export interface ExchangeEnd {
   readonly closeCode?: number;
   /** Short machine reason when the gateway ended it (`upstream_unreachable`, `client_aborted`…). */
   readonly error?: string;
+  /**
+   * Which side ended it, when the transport knows better than `error` tells (a normal end: the
+   * side that closed first; a refused frame: policy). Absent: derived from `error` (usage/span-builder.ts).
+   */
+  readonly endedBy?: ExchangeEndSide;
 }
+
+/** Who ended an exchange (the span's `endedBy`). */
+export type ExchangeEndSide = 'client' | 'upstream' | 'gateway' | 'policy' | '';
 
 export interface ExchangeObserver {
   /** A chunk of request body forwarded upstream (REST/SSE). */

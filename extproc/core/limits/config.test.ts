@@ -37,7 +37,7 @@ describe('limits configuration', () => {
     const issues = r.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
     expect(issues.some((i) => i.startsWith('accounts.0.ws_per_unit'))).toBe(true);
     expect(issues.some((i) => i.startsWith('limits.users.alice.max_units'))).toBe(true);
-    expect(issues).toContain('limits.users.bob: set at least one of max_units, max_sessions, requests_per_minute');
+    expect(issues).toContain('limits.users.bob: set at least one of max_units, max_sessions, requests_per_minute, max_session_seconds');
     expect(issues.some((i) => i.startsWith('limits.teams.voice') && /max_unit/.test(i))).toBe(true);
   });
 

@@ -5,8 +5,9 @@
  * no I/O on the hot path.
  *
  * Accounts are admitted against the units *granted to this pod* ({@link GrantSource}). In
- * single-pod mode the grant is the whole account ({@link WHOLE_ACCOUNT}); the cross-pod ledger of
- * issue 12 will lease grants from NATS KV or PostgreSQL and plug in here, so admission stays local.
+ * single-pod mode the grant is the whole account ({@link WHOLE_ACCOUNT}); across pods the grant is
+ * leased from a shared ledger (adapters/nats/grant-ledger.ts, arithmetic in grants.ts) and refilled
+ * in the background, so admission stays local.
  *
  * @example
  * const ledger = createAdmissionLedger();
@@ -47,9 +48,17 @@ export interface Lease {
 
 export type Admission = { readonly kind: 'granted'; readonly lease: Lease } | Refusal;
 
-/** The units of an account this pod may admit against. */
+/** An account's two pools of units as the provider counts them (TTS sockets scale with `tts`). */
+export type GrantPool = 'tts' | 'stt';
+
+/**
+ * The units of an account this pod may admit against. `units` is on the hot path and must answer
+ * from memory; a cross-pod source refills its grant asynchronously when told the grant ran out.
+ */
 export interface GrantSource {
-  units(account: AccountConfig, pool: 'tts' | 'stt'): number;
+  units(account: AccountConfig, pool: GrantPool): number;
+  /** An admission was refused because this pod's grant of the pool is used up (start a borrow; never block). */
+  exhausted?(account: AccountConfig, pool: GrantPool): void;
 }
 
 /** Single-pod mode: this pod is granted the whole account. */
@@ -163,6 +172,10 @@ export function createAdmissionLedger(opts: LedgerOptions = {}): AdmissionLedger
       const t = now();
       for (const c of checks) {
         if (c.counter.n >= c.max) {
+          if (c.scope === 'account' && grants.exhausted) {
+            const a = snapshot.accounts.get(c.name);
+            if (a) grants.exhausted(a, pool === 'stt_units' ? 'stt' : 'tts');
+          }
           return { kind: 'refused', scope: c.scope, name: c.name, limit: c.limit, max: c.max, retryAfterMs: concurrencyRetry };
         }
       }

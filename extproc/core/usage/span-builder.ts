@@ -7,7 +7,8 @@ import type { Snapshot } from '../config/snapshot.ts';
 import { CATALOGUES, type Meter } from '../catalogue/endpoints.ts';
 import type { DecisionMetadata, RouteKind } from '../decision/types.ts';
 import { costUsd, findModel, isBillableStatus } from './pricing.ts';
-import { SPAN_SCHEMA, traceContext, type UsageSpan } from './span.ts';
+import { isDenialCode } from '../decision/denials.ts';
+import { SPAN_SCHEMA, traceContext, type EndedBy, type UsageSpan } from './span.ts';
 
 /** Quantities a transport measured (or estimated) for one exchange. */
 export interface Usage {
@@ -44,6 +45,8 @@ export interface ExchangeFacts {
   readonly providerRequestId: string;
   /** Short machine reason when the gateway or the proxy ended the exchange; '' otherwise. */
   readonly error: string;
+  /** Which side ended the exchange, when the transport knows; otherwise {@link endedByOf} derives it. */
+  readonly endedBy?: EndedBy;
   /** The snapshot the exchange was decided with: prices and upstream host come from it. */
   readonly snapshot: Snapshot | undefined;
 }
@@ -117,7 +120,41 @@ export function buildSpan(f: ExchangeFacts): UsageSpan {
     configVersion: md.config_version ?? f.snapshot?.version ?? 0,
     error: f.error,
     serverAddress: upstream ? hostOf(upstream) : '',
+    endedBy: f.endedBy ?? endedByOf(f.decision, f.error),
   };
+}
+
+/** Ends of a session the edge decided on policy (core/decision/recheck.ts `SessionEndReason`). */
+const POLICY_ENDS: ReadonlySet<string> = new Set(['entitlement_revoked', 'account_changed', 'token_expired', 'max_session_duration']);
+/** Failures whose side the code alone tells; gateway answers (`DENIALS`) are handled below. */
+const SIDE_OF_FAILURE: Readonly<Record<string, EndedBy>> = {
+  client_aborted: 'client',
+  upstream_reset: 'upstream',
+  // The provider refused the connection or the handshake: its side, though the gateway answered 502.
+  upstream_unreachable: 'upstream',
+  upstream_timeout: 'gateway',
+  stream_idle_timeout: 'gateway',
+  idle_timeout: 'gateway',
+  drain_timeout: 'gateway',
+};
+
+/**
+ * The side that ended an exchange, from how it ended when the transport did not say: a denial or
+ * any answer the gateway wrote itself (limits, no route, 408…) is the gateway's, a re-check's end
+ * is policy's. '' for a normal end, or a reason this table does not know (Envoy's free-text
+ * termination details), rather than a guess.
+ *
+ * @example
+ * endedByOf('allow', 'client_aborted'); // 'client'
+ * endedByOf('allow', 'max_session_duration'); // 'policy'
+ */
+export function endedByOf(decision: 'allow' | 'deny', error: string): EndedBy {
+  if (decision === 'deny') return 'gateway';
+  if (error === '') return '';
+  if (POLICY_ENDS.has(error)) return 'policy';
+  const side = SIDE_OF_FAILURE[error];
+  if (side !== undefined) return side;
+  return isDenialCode(error) ? 'gateway' : '';
 }
 
 /** DecisionMetadata teams ("a,b") as a list. */

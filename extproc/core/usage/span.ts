@@ -7,6 +7,10 @@ import { z } from 'zod';
 
 export const SPAN_SCHEMA = 'voicegate.usage.v1';
 
+/** Values of the span's `endedBy`, '' when the side is not known. */
+export const END_SIDES = ['client', 'upstream', 'gateway', 'policy', ''] as const;
+export type EndedBy = (typeof END_SIDES)[number];
+
 const u64 = z.union([z.number(), z.string().regex(/^\d+$/)]).transform(Number).pipe(z.number().int().nonnegative());
 const ms = z.number().nonnegative();
 const hex = (len: number) => z.string().regex(new RegExp(`^[0-9a-f]{${len}}$`));
@@ -48,6 +52,8 @@ export const usageSpanSchema = z.object({
   configVersion: u64.default(0),
   error: z.string().default(''),
   serverAddress: z.string().default(''),
+  /** Which side ended the exchange (protos/span.proto `ended_by`); absent in older spans. */
+  endedBy: z.enum(END_SIDES).default(''),
 });
 
 /** One usage span (decoded; every field present except the optional measurements). */

@@ -163,6 +163,7 @@ class UsageObserver implements ExchangeObserver {
           ...(traceparent !== undefined ? { traceparent } : {}),
           providerRequestId: this.#providerRequestId,
           error: outcome.error ?? '',
+          ...(outcome.endedBy !== undefined ? { endedBy: outcome.endedBy } : {}),
           snapshot: x.snapshot,
         }),
       );

@@ -13,6 +13,7 @@ import { closing, defineCommand, loadConfig, report, serve } from '../command.ts
 import { edgeComponent, sidePortComponent } from '../components/listeners.ts';
 import { telemetryComponent } from '../components/telemetry.ts';
 import { usageComponent } from '../components/usage.ts';
+import { limitsComponent, resolveLimitsMode } from '../components/limits.ts';
 import { createLogger } from '../logger.ts';
 import { EDGE_OPTIONS } from '../options.ts';
 import { reloadComponent } from '../reload.ts';
@@ -22,6 +23,12 @@ export const edgeCommand = defineCommand("the embedded data plane (Envoy's job w
   if (!snapshot) return 1;
   const source = new StaticSnapshotSource(snapshot);
   const logger = createLogger({ name: 'voicegate-edge', level: ctx.env['LOG_LEVEL'] });
+  const limitsMode = resolveLimitsMode(o.limits, o.nats);
+  if (!limitsMode) {
+    report(ctx, '--limits cluster needs NATS (--nats or NATS_URL): the grant ledger is a NATS KV bucket');
+    return 2;
+  }
+  const limits = limitsComponent({ mode: limitsMode, ...(o.nats ? { natsUrl: o.nats } : {}), bucket: o.grantBucket, snapshot: () => source.current(), logger });
   if ((o.authzCert === undefined) !== (o.authzKey === undefined) || ((o.authzCert !== undefined || o.authzServerName !== undefined) && o.authzCa === undefined)) {
     report(ctx, '--authz-cert and --authz-key are given together, and TLS to the decision service needs --authz-ca');
     return 2;
@@ -57,6 +64,7 @@ export const edgeCommand = defineCommand("the embedded data plane (Envoy's job w
     source,
     authorizer: grpcClient ?? createAuthorizer(source),
     logger,
+    limits: limits.ledger,
     ...(observe ? { observe } : {}),
   }, { drainTimeoutMs: o.drainTimeout });
   const components = [
@@ -65,6 +73,7 @@ export const edgeCommand = defineCommand("the embedded data plane (Envoy's job w
     telemetryComponent('voicegate-edge'),
     usage,
     side,
+    limits,
     edge,
     reloadComponent(source, o.config, logger),
   ];

@@ -19,6 +19,7 @@ import { usageComponent } from '../components/usage.ts';
 import { envoyUsageServices } from '../envoy-usage-services.ts';
 import type { UpstreamSimulatorOptions } from '../extensions.ts';
 import { listenError, type Component } from '../lifecycle.ts';
+import { limitsComponent, resolveLimitsMode } from '../components/limits.ts';
 import { createLogger } from '../logger.ts';
 import { START_OPTIONS } from '../options.ts';
 import { reloadComponent } from '../reload.ts';
@@ -66,6 +67,12 @@ export const startCommand = defineCommand('simulator + decision service + edge i
   if (!snapshot) return 1;
   const source = new StaticSnapshotSource(snapshot);
   const logger = createLogger({ name: 'voicegate', level: ctx.env['LOG_LEVEL'] });
+  const limitsMode = resolveLimitsMode(o.limits, o.nats);
+  if (!limitsMode) {
+    report(ctx, '--limits cluster needs NATS (--nats or NATS_URL): the grant ledger is a NATS KV bucket');
+    return 2;
+  }
+  const limits = limitsComponent({ mode: limitsMode, ...(o.nats ? { natsUrl: o.nats } : {}), bucket: o.grantBucket, snapshot: () => source.current(), logger });
   const target = o.simulator === 'auto' ? simulatorTarget(snapshot) : undefined;
   const accounts = [...snapshot.accounts.values()].filter((a) => a.provider === 'smallest').map((a) => ({ key: a.token, units: a.concurrency }));
   const simulator = target ? simulatorComponent(ctx, { ...target, profile: o.profile, accounts }) : undefined;
@@ -113,6 +120,7 @@ export const startCommand = defineCommand('simulator + decision service + edge i
     source,
     authorizer,
     logger,
+    limits: limits.ledger,
     ...(observe ? { observe } : {}),
   }, { drainTimeoutMs: o.drainTimeout });
   const components: Component[] = [
@@ -122,6 +130,7 @@ export const startCommand = defineCommand('simulator + decision service + edge i
     grpc,
     ...(pool ? [closing('PostgreSQL pool', () => pool.end())] : []),
     side,
+    limits,
     edge,
     reloadComponent(source, o.config, logger),
   ];
