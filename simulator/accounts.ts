@@ -15,6 +15,20 @@ export interface AccountState {
   ttsSockets: number;
   /** Open STT streaming WebSockets. */
   sttSockets: number;
+  /** The most of each the key ever had at once, and the refusals it had to make for being over a cap. */
+  readonly peak: { tts: number; ttsSockets: number; sttSockets: number };
+  refusals: number;
+}
+
+/** What a key went through, as tests read it: the key itself appears only as its last four characters. */
+export interface UnitUsage {
+  readonly keyLast4: string;
+  readonly units: number;
+  readonly peakTts: number;
+  readonly peakTtsSockets: number;
+  readonly peakSttSockets: number;
+  /** Over-limit answers the simulator had to give (REST 429, TTS error frame or upgrade 429, STT 1008). */
+  readonly refusals: number;
 }
 
 export type AuthResult =
@@ -29,7 +43,19 @@ export class Accounts {
   readonly #byKey = new Map<string, AccountState>();
 
   constructor(accounts: readonly SimulatorAccount[]) {
-    for (const a of accounts) this.#byKey.set(a.key, { units: a.units, ttsActive: 0, ttsSockets: 0, sttSockets: 0 });
+    this.add(accounts);
+  }
+
+  /**
+   * Accepts more keys (the gateway's control plane added an account in development). A key it
+   * already has keeps its state: live usage must not reset under open exchanges.
+   */
+  add(accounts: readonly SimulatorAccount[]): void {
+    for (const a of accounts) {
+      if (!this.#byKey.has(a.key)) {
+        this.#byKey.set(a.key, { units: a.units, ttsActive: 0, ttsSockets: 0, sttSockets: 0, peak: { tts: 0, ttsSockets: 0, sttSockets: 0 }, refusals: 0 });
+      }
+    }
   }
 
   /**
@@ -52,11 +78,37 @@ export class Accounts {
     return account ? { ok: true, account } : { ok: false, body: BAD_TOKEN_BODY };
   }
 
+  /** Every key's peaks and refusals since start. */
+  usage(): UnitUsage[] {
+    return [...this.#byKey].map(([key, a]) => ({
+      keyLast4: key.slice(-4),
+      units: a.units,
+      peakTts: a.peak.tts,
+      peakTtsSockets: a.peak.ttsSockets,
+      peakSttSockets: a.peak.sttSockets,
+      refusals: a.refusals,
+    }));
+  }
+
   /** Takes one TTS unit; false when every unit of the key is busy (the caller answers 429). */
   static acquireTts(a: AccountState): boolean {
-    if (a.ttsActive >= a.units) return false;
+    if (a.ttsActive >= a.units) {
+      a.refusals++;
+      return false;
+    }
     a.ttsActive++;
+    a.peak.tts = Math.max(a.peak.tts, a.ttsActive);
     return true;
+  }
+
+  static openTtsSocket(a: AccountState): void {
+    a.ttsSockets++;
+    a.peak.ttsSockets = Math.max(a.peak.ttsSockets, a.ttsSockets);
+  }
+
+  static openSttSocket(a: AccountState): void {
+    a.sttSockets++;
+    a.peak.sttSockets = Math.max(a.peak.sttSockets, a.sttSockets);
   }
 
   static releaseTts(a: AccountState): void {

@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { Accounts, type AccountState, type SimulatorAccount } from './accounts.ts';
+import { Accounts, type AccountState, type SimulatorAccount, type UnitUsage } from './accounts.ts';
 import type { SimContext } from './context.ts';
 import { headerValue, rejectUpgrade, sendJson } from './http-util.ts';
 import { INSTANT, REALISTIC_DEFAULTS, sleep, type Pacing } from './pacing.ts';
@@ -28,7 +28,7 @@ import { handleTtsRest } from './tts-rest.ts';
 import { idleTimeoutSec, TtsSocketSession } from './tts-ws.ts';
 import { handleVoices } from './voices.ts';
 
-export type { SimulatorAccount } from './accounts.ts';
+export type { SimulatorAccount, UnitUsage } from './accounts.ts';
 export type { RecordedFrame, RecordedRequest } from './recorder.ts';
 
 export interface SimulatorOptions {
@@ -56,6 +56,10 @@ export interface SimulatorHandle {
   requests(): RecordedRequest[];
   /** Client messages received on TTS WebSockets, oldest first (the last 1000). */
   frames(): RecordedFrame[];
+  /** Per key: the most units and sockets in use at once, and the over-limit refusals it made. */
+  unitUsage(): UnitUsage[];
+  /** Accepts further keys from now on (keys already known keep their live state). */
+  addAccounts(accounts: readonly SimulatorAccount[]): void;
   close(): Promise<void>;
 }
 
@@ -114,6 +118,8 @@ export async function startSimulator(opts: SimulatorOptions): Promise<SimulatorH
     port,
     requests: () => recorder.list(),
     frames: () => ctx.frames.list(),
+    addAccounts: (accounts) => ctx.accounts.add(accounts),
+    unitUsage: () => ctx.accounts.usage(),
     close: async () => {
       for (const c of wss.clients) c.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
@@ -169,7 +175,10 @@ async function onUpgrade(ctx: SimContext, wss: WebSocketServer, req: IncomingMes
 function upgradeTts(ctx: SimContext, wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer, route: WsRoute, query: URLSearchParams, account: AccountState): void {
   const refusal = modelRefusal(route.model ?? query.get('model') ?? DEFAULT_TTS_MODEL, 'ws');
   if (refusal) return rejectUpgrade(socket, refusal.status, refusal.body);
-  if (account.ttsSockets >= account.units * ctx.wsConnectionsPerUnit) return rejectUpgrade(socket, 429, RATE_LIMIT_BODY);
+  if (account.ttsSockets >= account.units * ctx.wsConnectionsPerUnit) {
+    account.refusals++;
+    return rejectUpgrade(socket, 429, RATE_LIMIT_BODY);
+  }
   // ws completes the handshake synchronously (no verifyClient), so the check above and the
   // session's count below happen in one tick and parallel upgrades cannot overshoot the cap
   wss.handleUpgrade(req, socket, head, (ws) => {
@@ -186,6 +195,7 @@ function upgradeStt(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, 
   wss.handleUpgrade(req, socket, head, (ws) => {
     // Pulse accepts the socket and then closes it with 1008 (policy violation) when over the cap
     if (account.sttSockets >= account.units) {
+      account.refusals++;
       ws.close(1008, 'Concurrency limit exceeded');
       return;
     }

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
-import type { AccountState } from './accounts.ts';
+import { Accounts, type AccountState } from './accounts.ts';
 import { fnv1aBytes, FNV_OFFSET } from './hash.ts';
 import { bytesPerSecond } from './stt-audio.ts';
 import { reportedLanguage, type SttOptions } from './stt-options.ts';
@@ -35,7 +35,7 @@ export class SttSocketSession {
     private readonly account: AccountState,
     private readonly opts: SttOptions,
   ) {
-    account.sttSockets++;
+    Accounts.openSttSocket(account);
     this.#bytesPerSec = bytesPerSecond(opts.encoding, opts.sampleRate);
     this.#segmentBytes = Math.round(this.#bytesPerSec * FINAL_EVERY_SEC);
     this.#partialBytes = Math.max(1, Math.round(this.#bytesPerSec * PARTIAL_EVERY_SEC));

@@ -70,7 +70,7 @@ export class TtsSocketSession {
     private readonly account: AccountState,
     private readonly idleSec: number,
   ) {
-    account.ttsSockets++;
+    Accounts.openTtsSocket(account);
     ws.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
     ws.on('close', () => this.#onClose());
     ws.on('error', () => ws.terminate());

@@ -20,7 +20,12 @@ export interface UpstreamSimulatorOptions {
 
 /** A local stand-in for the provider API, started by `voicegate start` when the upstream is loopback. */
 export interface UpstreamSimulator {
-  start(opts: UpstreamSimulatorOptions): Promise<{ readonly url: string; close(): Promise<void> }>;
+  start(opts: UpstreamSimulatorOptions): Promise<{
+    readonly url: string;
+    /** Accepts the keys of accounts added after start (the control plane's, in development). */
+    addAccounts(accounts: Array<{ key: string; units: number }>): void;
+    close(): Promise<void>;
+  }>;
 }
 
 export interface MainExtensions {

@@ -36,16 +36,26 @@ export function simulatorTarget(snapshot: Snapshot): { host: string; port: numbe
 
 interface SimulatorComponent extends Component {
   readonly url: string | undefined;
+  /** Lets the simulator accept the keys of accounts that appeared after start. */
+  addAccounts(accounts: Array<{ key: string; units: number }>): void;
+}
+
+/** The simulator's view of a snapshot: the keys of the accounts of the provider it imitates. */
+function simulatorAccounts(snapshot: Snapshot): Array<{ key: string; units: number }> {
+  return [...snapshot.accounts.values()].filter((a) => a.provider === 'smallest' && a.token !== '').map((a) => ({ key: a.token, units: a.concurrency }));
 }
 
 function simulatorComponent(ctx: RunContext, opts: UpstreamSimulatorOptions): SimulatorComponent | undefined {
   const port = ctx.ext.upstreamSimulator;
   if (!port) return undefined;
-  let handle: { url: string; close(): Promise<void> } | undefined;
+  let handle: Awaited<ReturnType<NonNullable<RunContext["ext"]["upstreamSimulator"]>["start"]>> | undefined;
   return {
     name: 'simulator',
     get url() {
       return handle?.url;
+    },
+    addAccounts(accounts) {
+      handle?.addAccounts(accounts);
     },
     async start() {
       handle = await port.start(opts).catch((err: unknown) => Promise.reject(listenError(err, opts.port, 'simulator')));
@@ -74,8 +84,9 @@ export const startCommand = defineCommand('simulator + decision service + edge i
   }
   const limits = limitsComponent({ mode: limitsMode, ...(o.nats ? { natsUrl: o.nats } : {}), bucket: o.grantBucket, snapshot: () => source.current(), logger });
   const target = o.simulator === 'auto' ? simulatorTarget(snapshot) : undefined;
-  const accounts = [...snapshot.accounts.values()].filter((a) => a.provider === 'smallest').map((a) => ({ key: a.token, units: a.concurrency }));
-  const simulator = target ? simulatorComponent(ctx, { ...target, profile: o.profile, accounts }) : undefined;
+  const simulator = target ? simulatorComponent(ctx, { ...target, profile: o.profile, accounts: simulatorAccounts(snapshot) }) : undefined;
+  // An account added later (a reload, the control plane) has a key the simulator must accept too.
+  if (simulator) source.onSwap((next) => simulator.addAccounts(simulatorAccounts(next)));
   if (target && !simulator) {
     report(ctx, `the upstream ${snapshot.providers.get('smallest')?.upstream} is loopback, but the bundled simulator is not installed (dev/wiring.ts); start one yourself and pass --simulator off`);
     return 1;
