@@ -16,7 +16,7 @@ describe('simulator command line', () => {
     const tts = (await readFile(new URL('../examples/dev/smallest-tts.key', import.meta.url), 'utf8')).trim();
     const dev = await resolveAccounts(parseSimulatorArgs([]));
     expect(dev).toContainEqual({ key: tts, units: 4 });
-    expect(dev).toHaveLength(2);
+    expect(dev).toHaveLength(3);
     const fromConfig = await resolveAccounts(parseSimulatorArgs(['--config', new URL('../examples/voicegate.yaml', import.meta.url).pathname]));
     expect(fromConfig).toContainEqual({ key: tts, units: 4 });
   });

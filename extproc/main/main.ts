@@ -11,6 +11,7 @@
 import type { Command, RunContext } from './command.ts';
 import { aggregatorCommand } from './commands/aggregator.ts';
 import { certsCommand } from './commands/certs.ts';
+import { controlCommand } from './commands/control.ts';
 import { edgeCommand } from './commands/edge.ts';
 import { extprocCommand } from './commands/extproc.ts';
 import { otelExportCommand } from './commands/otel-export.ts';
@@ -31,6 +32,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   aggregator: aggregatorCommand,
   'otel-export': otelExportCommand,
   usage: usageCommand,
+  control: controlCommand,
 };
 
 function fromExtension(ext: ExtensionCommand): Command {

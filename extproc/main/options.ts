@@ -16,6 +16,8 @@ import { DEFAULT_SPAN_FILE_KEEP, DEFAULT_SPAN_FILE_MAX_BYTES } from '../adapters
 import { DEFAULT_SPOOL_MAX_BYTES } from '../adapters/nats/spool.ts';
 import { DEFAULT_GRANT_BUCKET } from '../adapters/nats/grant-ledger.ts';
 import { parseDurationSeconds } from './duration.ts';
+import { DEFAULT_CONFIG_BUCKET } from '../core/control/snapshot-entry.ts';
+import { DEFAULT_SNAPSHOT_CACHE, DEFAULT_SNAPSHOT_POLL_MS } from './components/control-snapshot.ts';
 
 export const DEFAULT_START_CONFIG = 'examples/voicegate.yaml';
 /** Public listeners of the split deployment bind every address, as Envoy's do. */
@@ -90,6 +92,21 @@ const edgeLimits = {
   grantBucket: flag({ flag: 'grant-bucket', value: 'NAME', env: 'VOICEGATE_GRANT_BUCKET', help: 'NATS KV bucket of the grant ledger (created with 1 replica, history 1)', fallback: DEFAULT_GRANT_BUCKET, schema: TEXT }),
 };
 
+/**
+ * Accounts, collaborators, models, teams and service keys from the control plane (issue 11):
+ * with --control-url or --control-nats the --config file supplies only identity, providers,
+ * cors and limits (`edge`, `extproc`). Without either, the file is the whole configuration.
+ */
+const controlPlane = {
+  controlNats: optional({ flag: 'control-nats', value: 'URL', env: 'VOICEGATE_CONTROL_NATS', help: "NATS server holding the control plane's snapshot (KV); with --control-url alone, --nats is used", schema: TEXT }),
+  configBucket: flag({ flag: 'config-bucket', value: 'NAME', env: 'VOICEGATE_CONFIG_BUCKET', help: 'NATS KV bucket of the snapshot (large ones in the object store NAME-objects)', fallback: DEFAULT_CONFIG_BUCKET, schema: TEXT }),
+  controlUrl: optional({ flag: 'control-url', value: 'URL', env: 'VOICEGATE_CONTROL_URL', help: 'control plane polled over HTTP (GET /admin/v1/snapshot) while NATS is unreachable', schema: TEXT }),
+  snapshotKeyFile: optional({ flag: 'snapshot-key-file', value: 'FILE', help: 'keyring opening the snapshot\'s provider tokens (id:base64,…; mode 0600); or the key itself in VOICEGATE_SNAPSHOT_KEY', schema: TEXT }),
+  podTokenFile: optional({ flag: 'pod-token-file', value: 'FILE', env: 'VOICEGATE_POD_TOKEN_FILE', help: 'token presented to --control-url (mode 0600)', schema: TEXT }),
+  snapshotCache: flag({ flag: 'snapshot-cache', value: 'FILE', env: 'VOICEGATE_SNAPSHOT_CACHE', help: 'encrypted copy of the last good snapshot, served after a restart while NATS and the control plane are away', fallback: DEFAULT_SNAPSHOT_CACHE, schema: TEXT }),
+  snapshotPoll: flag({ flag: 'snapshot-poll', value: 'MS', help: 'period of the HTTP poll while NATS is unreachable (ms, or 2s)', fallback: DEFAULT_SNAPSHOT_POLL_MS, schema: DELAY_MS.refine((ms) => ms > 0, 'must be above 0') }),
+};
+
 /** Disk bounds of the usage spans (every command that records them). */
 const usageFiles = {
   spoolMaxBytes: flag({ flag: 'spool-max-bytes', value: 'BYTES', help: 'cap of the NATS spool file (bytes, or 256MiB); when full the newest spans are dropped and counted', fallback: DEFAULT_SPOOL_MAX_BYTES, schema: BYTES }),
@@ -135,6 +152,7 @@ export const EXTPROC_OPTIONS = {
   spoolDir: withDefault(FLAGS.spoolDir, DEFAULT_EXTPROC_SPOOL_DIR),
   ...usageFiles,
   ...spanStream,
+  ...controlPlane,
   drainDelay: FLAGS.drainDelay,
   drainTimeout: FLAGS.drainTimeout,
 };
@@ -155,6 +173,7 @@ export const EDGE_OPTIONS = {
   spoolDir: withDefault(FLAGS.spoolDir, DEFAULT_EDGE_SPOOL_DIR),
   ...usageFiles,
   ...spanStream,
+  ...controlPlane,
   drainDelay: FLAGS.drainDelay,
   drainTimeout: FLAGS.drainTimeout,
 };
@@ -206,4 +225,22 @@ export const USAGE_OPTIONS = {
   since: flag({ flag: 'since', value: 'ISO|7d', help: 'start of the period', fallback: DEFAULT_USAGE_SINCE, schema: TEXT }),
   json: flag({ flag: 'json', help: 'print JSON instead of a table', fallback: false, schema: SWITCH }),
   database: mandatory(FLAGS.database),
+};
+
+export const DEFAULT_CONTROL_LISTEN = '127.0.0.1:8081';
+export const DEFAULT_CONTROL_DATA_DIR = '.voicegate/control';
+const LISTEN = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be HOST:PORT (IPv6 as [::1]:8081)');
+
+export const CONTROL_OPTIONS = {
+  config: { ...FLAGS.config, help: 'YAML configuration whose identity.issuers verify admin JWTs (without it only vg_ service keys authenticate)' },
+  listen: flag({ flag: 'listen', value: 'HOST:PORT', env: 'VOICEGATE_CONTROL_LISTEN', help: 'address of the admin API (loopback unless TLS or --insecure)', fallback: DEFAULT_CONTROL_LISTEN, schema: LISTEN }),
+  adminRole: flag({ flag: 'admin-role', value: 'ROLE', env: 'VOICEGATE_ADMIN_ROLE', help: "roles-claim value of administrators, as the identity layer qualifies it (corp:voicegate-admin for an issuer named corp)", fallback: 'voicegate-admin', schema: TEXT }),
+  adminSubject: flag({ flag: 'admin-subject', value: 'SUBJECT', help: 'a subject that is an administrator whatever its token says (repeatable; replaces the default service:bootstrap-admin)', multiple: true, fallback: ['service:bootstrap-admin'] as string[], schema: z.array(z.string().regex(/^(user|service):[\x21-\x7e]{1,200}$/, 'must be user:<name> or service:<name>')) }),
+  database: { ...FLAGS.database, help: 'PostgreSQL of the control plane (and the usage roll-ups); without it, PGlite under --data-dir' },
+  dataDir: flag({ flag: 'data-dir', value: 'DIR', help: "PGlite's data without --database (the development KEK goes in its parent folder)", fallback: DEFAULT_CONTROL_DATA_DIR, schema: TEXT }),
+  bootstrap: flag({ flag: 'bootstrap', value: 'auto|off', help: 'on a store that never had a service account, create bootstrap-admin and print its key once', fallback: 'auto', schema: oneOf(['auto', 'off']) }),
+  tlsCert: optional({ flag: 'tls-cert', value: 'FILE', env: 'VOICEGATE_CONTROL_TLS_CERT', help: 'serve HTTPS with this certificate (PEM); with --tls-key', schema: TEXT }),
+  tlsKey: optional({ flag: 'tls-key', value: 'FILE', env: 'VOICEGATE_CONTROL_TLS_KEY', help: 'private key of --tls-cert (PEM)', schema: TEXT }),
+  insecure: flag({ flag: 'insecure', help: 'serve plain HTTP on a non-loopback --listen (bearer tokens and provider keys in clear)', fallback: false, schema: SWITCH }),
+  drainDelay: FLAGS.drainDelay,
 };

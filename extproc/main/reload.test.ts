@@ -22,7 +22,7 @@ describe('config reload', () => {
     expect(source.current()?.accounts.get('smallest-tts')?.users.has('bob')).toBe(false);
 
     const text = await readFile(path, 'utf8');
-    await writeFile(path, text.replace('collaborators: { teams: [voice] }', 'collaborators: { users: [bob], teams: [voice] }'));
+    await writeFile(path, text.replace('collaborators: { teams: [voice, studio] }', 'collaborators: { users: [bob], teams: [voice, studio] }'));
     expect(await reloadInto(source, path, silent)).toBe(true);
     const edited = source.current();
     expect(edited?.accounts.get('smallest-tts')?.users.has('bob')).toBe(true);

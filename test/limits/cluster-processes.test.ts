@@ -19,6 +19,7 @@ import { signDevToken } from '../../extproc/main/commands/token.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
 import { EXAMPLES_DIR, REPO_ROOT } from '../e2e/stack.ts';
 import { eventually, uniqueName } from '../usage/helpers.ts';
+import { DEV_IDENTITY_YAML } from './stack.ts';
 
 const NATS_URL = process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222';
 const LIMIT_CODES = new Set(['account_limit_exceeded', 'team_limit_exceeded', 'user_limit_exceeded']);
@@ -155,14 +156,7 @@ afterAll(async () => {
 function configText(upstream: string, units: number): string {
   return `
 version: 1
-identity:
-  issuers:
-    - issuer: https://voicegate.local/dev
-      audiences: [voicegate]
-      jwks: file:dev/jwks.json
-      algorithms: [ES256, RS256, EdDSA]
-      dev_signing_key: file:dev/signing-key.jwk.json
-providers:
+${DEV_IDENTITY_YAML}providers:
   smallest:
     upstream: ${upstream}
     default_models: { tts: lightning-v3.1, stt: pulse }

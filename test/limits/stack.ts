@@ -14,6 +14,16 @@ import { signDevToken } from '../../extproc/main/commands/token.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
 import { EXAMPLES_DIR } from '../e2e/stack.ts';
 
+/** The `identity:` section of the limits configs: the development issuer of examples/dev (files relative to it). */
+export const DEV_IDENTITY_YAML = `identity:
+  issuers:
+    - issuer: https://voicegate.local/dev
+      audiences: [voicegate]
+      jwks: file:dev/jwks.json
+      algorithms: [ES256, RS256, EdDSA]
+      dev_signing_key: file:dev/signing-key.jwk.json
+`;
+
 export interface LimitsStackOptions {
   /** `concurrency` of both accounts in the config. */
   readonly concurrency: number;
@@ -57,14 +67,7 @@ export async function startLimitsStack(opts: LimitsStackOptions): Promise<Limits
   });
   const yaml = `
 version: 1
-identity:
-  issuers:
-    - issuer: https://voicegate.local/dev
-      audiences: [voicegate]
-      jwks: file:dev/jwks.json
-      algorithms: [ES256, RS256, EdDSA]
-      dev_signing_key: file:dev/signing-key.jwk.json
-providers:
+${DEV_IDENTITY_YAML}providers:
   smallest:
     upstream: ${sim.url}
     default_models: { tts: lightning-v3.1, stt: pulse }

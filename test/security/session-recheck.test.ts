@@ -38,7 +38,7 @@ const TTS_PATH = '/smallest/waves/v1/lightning-v3.1/get_speech/stream';
 const quiet = pino({ level: 'silent' });
 /** bob's entitlement to pulse (account smallest-stt), and team voice's to the TTS account. */
 const REVOKE_BOB = /(name: smallest-stt\n[\s\S]*?collaborators: )\{ users: \[bob\], teams: \[voice\] \}/;
-const REVOKE_VOICE_TTS = /(name: smallest-tts\n[\s\S]*?collaborators: )\{ teams: \[voice\] \}/;
+const REVOKE_VOICE_TTS = /(name: smallest-tts\n[\s\S]*?collaborators: )\{ teams: \[voice, studio\] \}/;
 
 /** One frame as the provider side of the relay received it. */
 interface Received {

@@ -32,7 +32,7 @@ import { closed, opened, until } from '../edge/helpers.ts';
 const SSE_PATH = '/smallest/waves/v1/lightning-v3.1/stream';
 const STT_PATH = '/smallest/waves/v1/pulse/get_text?language=en&sample_rate=16000';
 const quiet = pino({ level: 'silent' });
-const REVOKE_VOICE_TTS = /(name: smallest-tts\n[\s\S]*?collaborators: )\{ teams: \[voice\] \}/;
+const REVOKE_VOICE_TTS = /(name: smallest-tts\n[\s\S]*?collaborators: )\{ teams: \[voice, studio\] \}/;
 /** About 25 s of speech: at real-time pacing the provider would stream it for ~25 s. */
 const LONG_TEXT = 'This sentence is long enough to keep a paced stream busy. '.repeat(8);
 

@@ -27,7 +27,8 @@ afterEach(async () => {
 /** testSnapshot with another version, upstream and TTS price. */
 function variant(version: number, upstream: string, perThousandChars: string): Snapshot {
   const base = testSnapshot();
-  const tts = { ...base.models.get('smallest')!.get('lightning-v3.1')!, price: { perThousandChars } };
+  const old = base.models.get('smallest')!.get('lightning-v3.1')!;
+  const tts = { ...old, accounts: old.accounts.map((a) => ({ ...a, price: { perThousandChars } })) };
   return {
     ...base,
     version,

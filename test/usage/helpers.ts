@@ -11,12 +11,12 @@ import type { Allow, DecisionMetadata, Deny } from '../../extproc/core/decision/
 export const silentLogger = pino({ level: 'silent' });
 
 const tts: ModelConfig = {
-  name: 'lightning-v3.1', provider: 'smallest', type: 'tts', account: 'smallest-tts',
-  aliases: ['lightning_v3.1'], price: { perThousandChars: '0.0195' },
+  name: 'lightning-v3.1', provider: 'smallest', type: 'tts',
+  accounts: [{ account: 'smallest-tts', price: { perThousandChars: '0.0195' } }], aliases: ['lightning_v3.1'],
 };
 const stt: ModelConfig = {
-  name: 'pulse', provider: 'smallest', type: 'stt', account: 'smallest-stt',
-  aliases: [], price: { perMinute: '0.0035', perMinuteStreaming: '0.006' },
+  name: 'pulse', provider: 'smallest', type: 'stt',
+  accounts: [{ account: 'smallest-stt', price: { perMinute: '0.0035', perMinuteStreaming: '0.006' } }], aliases: [],
 };
 
 /** A snapshot with Lightning (TTS) and Pulse (STT) priced as in examples/voicegate.yaml. */

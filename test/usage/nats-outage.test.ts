@@ -2,68 +2,38 @@
  * NATS goes away while spans flow and comes back: every span reaches PostgreSQL exactly once.
  * Uses a private nats-server on a random port (never the machine's shared one).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PrivateNats } from '../setup/private-nats.ts';
 import { startAggregator } from '../../extproc/main/components/aggregator.ts';
 import { NatsSpanSink } from '../../extproc/adapters/nats/nats-sink.ts';
 import { eventually, freshDatabase, makeSpan, silentLogger } from './helpers.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vg-outage-'));
 let db: Awaited<ReturnType<typeof freshDatabase>>;
-let server: ChildProcess | undefined;
-let port = 0;
+let nats: PrivateNats;
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
-async function startNats(): Promise<void> {
-  server = spawn('/usr/sbin/nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(tmp, 'js')], { stdio: 'ignore' });
-  await eventually(async () => {
-    try {
-      const nc = await connect({ servers: `nats://127.0.0.1:${port}`, reconnect: false });
-      await nc.close();
-      return true;
-    } catch {
-      return false;
-    }
-  }, 10_000, 'nats-server up');
-}
 
-async function stopNats(): Promise<void> {
-  const s = server;
-  server = undefined;
-  if (!s || s.exitCode !== null) return;
-  await new Promise<void>((r) => {
-    s.once('exit', () => r());
-    s.kill('SIGKILL');
-  });
-}
 
 beforeAll(async () => {
   db = await freshDatabase();
-  port = await freePort();
-  await startNats();
+  nats = await PrivateNats.create(join(tmp, 'js'));
+  await nats.start();
 });
 
 afterAll(async () => {
-  await stopNats();
+  await nats.stop();
   await db.drop();
   rmSync(tmp, { recursive: true, force: true });
 });
 
 describe('NATS outage', () => {
   it('spools while NATS is down and replays in order when it returns: every span exactly once', async () => {
-    const url = `nats://127.0.0.1:${port}`;
+    const url = nats.url;
     const spoolDir = join(tmp, 'spool');
     const sink = await NatsSpanSink.start({ servers: url, spoolDir, logger: silentLogger, publishTimeoutMs: 500, retryMs: 200 });
     await sink.ready();
@@ -73,7 +43,7 @@ describe('NATS outage', () => {
     await sink.flush();
     expect(sink.stats()).toMatchObject({ mode: 'direct', spoolSpans: 0 });
 
-    await stopNats();
+    await nats.stop();
     const during = Array.from({ length: 120 }, () => makeSpan({ user: 'during' }));
     for (const s of during) {
       sink.publish(s);
@@ -83,7 +53,7 @@ describe('NATS outage', () => {
     await eventually(() => sink.stats().mode === 'spool' && sink.stats().spoolSpans === 120, 10_000, 'spans spooled');
     expect(sink.stats().spoolBytes).toBeGreaterThan(0);
 
-    await startNats();
+    await nats.start();
     await sink.drained(20_000);
     expect(sink.stats()).toMatchObject({ mode: 'direct', spoolSpans: 0, spoolBytes: 0 });
     const after = Array.from({ length: 30 }, () => makeSpan({ user: 'after' }));

@@ -33,7 +33,7 @@ describe('Pro in the example config', () => {
     expect(pro).toBe(models.get('lightning-v3.1-pro'));
     expect(pro).not.toBe(models.get('lightning-v3.1'));
     expect(models.get('lightning_v3.1')?.name).toBe('lightning-v3.1');
-    expect(pro?.price.perThousandChars).toBe('0.0195');
+    expect(pro?.accounts[0]?.price.perThousandChars).toBe('0.0195');
   });
 
   it('POST /waves/v1/tts with model lightning_v3.1_pro: served, and the span names Pro at its price', async () => {

@@ -159,17 +159,33 @@ export class SqlControlStore implements ControlStore {
   readonly #runner: QueryRunner;
   readonly #keyring: Keyring;
   readonly #now: () => Date;
+  /** Set on the store `atomically` hands out: every call joins this one change. */
+  readonly #bound: Change | undefined;
 
-  constructor(runner: QueryRunner, options: SqlControlStoreOptions) {
+  constructor(runner: QueryRunner, options: SqlControlStoreOptions, bound?: Change) {
     this.#runner = runner;
     this.#keyring = options.keyring;
     this.#now = options.now ?? (() => new Date());
+    this.#bound = bound;
+  }
+
+  /**
+   * Runs `fn` against a store bound to one transaction (PUT /apply): every change it makes commits
+   * together, as one revision under `ctx.actor`, or not at all when `fn` throws.
+   */
+  atomically<T>(ctx: MutationContext, fn: (tx: ControlStore) => Promise<T>): Promise<T> {
+    if (this.#bound) return fn(this);
+    return this.#mutate(ctx, (c) => {
+      const joined: QueryRunner = { transaction: (inner) => inner(c.sql), close: async () => {} };
+      return fn(new SqlControlStore(joined, { keyring: this.#keyring, now: this.#now }, c));
+    });
   }
 
   // ── plumbing ────────────────────────────────────────────────────────────────────────────
 
   async #mutate<T>(ctx: MutationContext, fn: (c: Change) => Promise<T>): Promise<T> {
     if (!ACTOR.test(ctx.actor)) throw new InvalidInputError('actor', 'must be 1–200 printable characters without spaces');
+    if (this.#bound) return fn(this.#bound);
     return this.#runner.transaction(async (sql) => {
       await sql.query('SELECT revision FROM control.state WHERE singleton FOR UPDATE');
       return fn(new Change(sql, ctx.actor, this.#now().toISOString()));

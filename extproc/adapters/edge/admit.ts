@@ -48,6 +48,11 @@ export interface Admitted {
   readonly snapshot: Snapshot;
   /** TTS WebSockets: admits each synthesis on the socket against the limits (edge/limits.ts). */
   readonly frameGate?: SynthesisGate;
+  /**
+   * REST/SSE on a model several usable accounts serve: after a provider 429, the plan and allow of
+   * another account (its unit taken, the first released), once; undefined when none has room.
+   */
+  readonly reroute?: () => { readonly plan: UpstreamPlan; readonly decision: Allow } | undefined;
 }
 
 /**
@@ -82,11 +87,24 @@ export async function admit(deps: AdmitDeps, a: AdmitRequest): Promise<Admitted 
     a.answer(limited.response);
     return void observer.end({ status: limited.response.status, error: limited.code });
   }
+  // Admission chose another of the model's accounts: the same plan with that account's key.
+  const bound = limited.decision;
+  const boundPlan = bound === decision ? plan : planUpstream(x, bound);
+  const reroute = limited.reroute;
   return {
-    plan,
+    plan: boundPlan.kind === 'upstream' ? boundPlan : plan,
     observer: limited.observer,
-    decision,
+    decision: bound,
     snapshot: x.snapshot,
     ...(limited.frameGate ? { frameGate: limited.frameGate } : {}),
+    ...(reroute
+      ? {
+          reroute: () => {
+            const next = reroute();
+            const p = next && planUpstream(x, next);
+            return next && p?.kind === 'upstream' ? { plan: p, decision: next } : undefined;
+          },
+        }
+      : {}),
   };
 }

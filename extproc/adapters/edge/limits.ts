@@ -9,7 +9,7 @@
  * {@link SynthesisGate} that holds one unit per synthesis on the socket.
  */
 import type { Snapshot } from '../../core/config/snapshot.ts';
-import type { Allow } from '../../core/decision/types.ts';
+import type { Allow, DecisionMetadata } from '../../core/decision/types.ts';
 import type { LocalResponse } from '../../core/exchange/responses.ts';
 import type { GuardedObserver } from '../../core/exchange/safe-observer.ts';
 import { admissionKind, chainOf } from '../../core/limits/kinds.ts';
@@ -24,6 +24,17 @@ export type LimitAdmission =
       readonly observer: GuardedObserver;
       /** TTS WebSockets: admits each synthesis on the socket. */
       readonly frameGate?: SynthesisGate;
+      /**
+       * The decision bound to the account admitted on: the same allow when that is the decision's
+       * `account`, else one carrying the chosen account's key and name.
+       */
+      readonly decision: Allow;
+      /**
+       * REST and SSE on a model with several usable accounts: after a provider 429, cools the account
+       * and admits once on another; returns the allow bound to it (the first unit released), or
+       * undefined when no other account has room (the 429 then reaches the client as sent).
+       */
+      readonly reroute?: () => Allow | undefined;
     }
   | { readonly kind: 'refused'; readonly response: LocalResponse; readonly code: LimitCode; readonly refusal: Refusal };
 
@@ -34,25 +45,79 @@ export type LimitAdmission =
 export function admitLimits(ledger: AdmissionLedger, decision: Allow, snapshot: Snapshot, observer: GuardedObserver): LimitAdmission {
   const kind = admissionKind(decision.metadata);
   const chain = chainOf(decision.metadata);
-  const admission = ledger.acquire(snapshot, chain, kind);
+  const candidates = candidatesOf(decision.metadata);
+  const admission = candidates.length > 1 ? ledger.acquireAny(snapshot, chain, candidates, kind) : ledger.acquire(snapshot, chain, kind);
   if (admission.kind === 'refused') {
     return { kind: 'refused', response: limitResponse(admission), code: LIMIT_CODES[admission.scope], refusal: admission };
   }
-  const lease = admission.lease;
-  // The session's snapshot decides its syntheses too: an exchange keeps the snapshot it started with.
-  const gate = kind === 'tts-session' ? synthesisGate(() => ledger.acquire(snapshot, chain, 'tts-synthesis')) : undefined;
+  let lease = admission.lease;
+  let bound = bindAccount(decision, snapshot, lease.account);
+  // The session's snapshot decides its syntheses too: an exchange keeps the snapshot it started
+  // with, and its syntheses run on the key of the account the socket was opened with.
+  const gate =
+    kind === 'tts-session'
+      ? synthesisGate(() => ledger.acquire(snapshot, { ...chain, ...(lease.account !== undefined ? { account: lease.account } : {}) }, 'tts-synthesis'))
+      : undefined;
+  let rerouted = false;
+  const reroute = (): Allow | undefined => {
+    if (rerouted || lease.released) return undefined;
+    rerouted = true;
+    const from = lease.account;
+    if (from !== undefined) ledger.cool(from);
+    const others = candidates.filter((c) => c !== from);
+    if (others.length === 0) return undefined;
+    const next = ledger.acquireAny(snapshot, chain, others, kind);
+    if (next.kind !== 'granted') return undefined;
+    // The unit of the account that refused is given back now, exactly once (release is idempotent
+    // and the observer's end releases the lease in force, which is the new one from here on).
+    lease.release();
+    lease = next.lease;
+    bound = bindAccount(decision, snapshot, lease.account);
+    return bound;
+  };
+  const request = kind === 'tts-request' || kind === 'stt-request' || kind === 'other';
   return {
     kind: 'admitted',
-    observer: releasingOnEnd(observer, () => {
-      gate?.end();
-      lease.release();
-    }),
+    observer: releasingOnEnd(
+      observer,
+      () => (bound.metadata.account !== decision.metadata.account ? bound.metadata.account : undefined),
+      () => {
+        gate?.end();
+        lease.release();
+      },
+    ),
+    decision: bound,
     ...(gate ? { frameGate: gate } : {}),
+    ...(request && candidates.length > 1 ? { reroute } : {}),
   };
 }
 
-/** `observer`, with `release` run once when the exchange ends, even if the observer throws. */
-function releasingOnEnd(observer: GuardedObserver, release: () => void): GuardedObserver {
+/** The accounts the decision lets the caller use, best-known first: `accounts`, else `account`. */
+export function candidatesOf(md: DecisionMetadata): string[] {
+  const listed = md.accounts ? md.accounts.split(',').filter((a) => a !== '') : [];
+  if (md.account !== undefined && !listed.includes(md.account)) listed.unshift(md.account);
+  return listed;
+}
+
+/**
+ * `decision` with `account`'s key injected and its name in the metadata; the decision itself when
+ * that is the account it names. The key comes from the exchange's snapshot (a remote authorizer's
+ * allow is re-bound with this pod's copy of the key); the ledger never grants an unknown account.
+ */
+export function bindAccount(decision: Allow, snapshot: Snapshot, account: string | undefined): Allow {
+  if (account === undefined || account === decision.metadata.account) return decision;
+  const config = snapshot.accounts.get(account);
+  if (!config) return decision;
+  const bearer = { key: 'authorization', value: `Bearer ${config.token}` };
+  return {
+    ...decision,
+    headersToSet: [...decision.headersToSet.filter((h) => h.key.toLowerCase() !== 'authorization'), bearer],
+    metadata: { ...decision.metadata, account },
+  };
+}
+
+/** `observer`, with `release` run once when the exchange ends (even if the observer throws) and the served account added. */
+function releasingOnEnd(observer: GuardedObserver, account: () => string | undefined, release: () => void): GuardedObserver {
   let released = false;
   return {
     get ended() {
@@ -65,7 +130,9 @@ function releasingOnEnd(observer: GuardedObserver, release: () => void): Guarded
     upstreamMessage: (d, b) => observer.upstreamMessage(d, b),
     end: (outcome) => {
       try {
-        observer.end(outcome);
+        // The span names the account that served the exchange, where admission or a retry moved it.
+        const served = account();
+        observer.end(served !== undefined ? { ...outcome, account: served } : outcome);
       } finally {
         if (!released) {
           released = true;

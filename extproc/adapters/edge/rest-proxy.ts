@@ -75,6 +75,13 @@ export interface RestExchange {
   readonly sessions?: SessionRegistry;
   readonly decision?: Allow;
   readonly snapshot?: Snapshot;
+  /**
+   * A provider 429 before the first response byte moves the request, once, to another account of
+   * the model (adapters/edge/limits.ts); given only when the request can be sent again as it was:
+   * its body was read whole before the decision (TTS JSON bodies within the decision limit) or it
+   * has none. Streamed uploads (STT audio) are not retried: their bytes are gone upstream.
+   */
+  readonly reroute?: () => { readonly plan: UpstreamPlan; readonly decision: Allow } | undefined;
 }
 
 class UpstreamTimeoutError extends Error {
@@ -93,8 +100,12 @@ export function writeLocal(res: ServerResponse, r: LocalResponse, extra?: Readon
 
 /** Relays one request upstream and its response back; returns at once, completes via events. */
 export function proxyRest(x: RestExchange): void {
-  const { req, res, plan, observer } = x;
-  const secure = plan.url.protocol === 'https:';
+  const { req, res, observer } = x;
+  const secure = x.plan.url.protocol === 'https:';
+  // Both change when a provider 429 moves the request to another account (x.reroute).
+  let plan = x.plan;
+  let decision = x.decision;
+  let rerouted = false;
   let failure: GatewayErrorCode | ExchangeFailure | SessionEndReason | undefined;
   /** Set when the gateway ended a governed stream on policy; the upstream's errors then change nothing. */
   let policyEnd = false;
@@ -107,13 +118,24 @@ export function proxyRest(x: RestExchange): void {
     clearTimeout(routeTimer);
   };
 
-  const upReq = (secure ? https : http).request(plan.url, {
-    method: req.method,
-    headers: plan.headers,
-    agent: secure ? x.agents.https : x.agents.http,
-  });
-  // Nagle would hold small SSE frames and WebSocket-like chunks back (RFC 896 vs. streaming audio).
-  upReq.on('socket', (s) => s.setNoDelay(true));
+  const open = (p: UpstreamPlan): http.ClientRequest => {
+    const r = (secure ? https : http).request(p.url, {
+      method: req.method,
+      headers: p.headers,
+      agent: secure ? x.agents.https : x.agents.http,
+    });
+    // Nagle would hold small SSE frames and WebSocket-like chunks back (RFC 896 vs. streaming audio).
+    r.on('socket', (s) => s.setNoDelay(true));
+    r.on('error', (err) => {
+      if (r === upReq) onUpstreamError(err);
+    });
+    r.on('response', (upRes) => {
+      if (r === upReq) onResponse(upRes);
+      else upRes.resume();
+    });
+    return r;
+  };
+  let upReq = open(plan);
   // Both bounds end the exchange the same way: a 504 while no head has been sent, a cut stream after
   // (there is no status left to send, as under Envoy).
   const expire = (after: 'upstream_timeout' | 'stream_idle_timeout') => {
@@ -130,7 +152,7 @@ export function proxyRest(x: RestExchange): void {
   // Envoy's idle bound covers the whole stream, the wait for the head included.
   const idle: IdleTimer = startIdleTimer(x.idleTimeoutMs, () => expire('stream_idle_timeout'));
 
-  upReq.on('error', (err) => {
+  function onUpstreamError(err: Error): void {
     stopRouteTimer();
     idle.stop();
     if (policyEnd) return;
@@ -150,12 +172,34 @@ export function proxyRest(x: RestExchange): void {
         : gatewayError('upstream_unreachable', 'The provider could not be reached.'),
       x.corsHeaders,
     );
-  });
+  }
 
-  upReq.on('response', (upRes) => {
+  /**
+   * The provider refused for concurrency before sending a byte: the request goes once to another
+   * account, the refusal is drained (its socket returns to the pool) and never reaches the client.
+   */
+  function retriedElsewhere(status: number, upRes: IncomingMessage): boolean {
+    if (status !== 429 || rerouted || !x.reroute || res.headersSent || res.destroyed || policyEnd) return false;
+    rerouted = true;
+    const next = x.reroute();
+    if (!next) return false;
+    upRes.resume();
+    plan = next.plan;
+    decision = next.decision;
+    x.logger.debug({ requestId: plan.headers['x-request-id'], account: decision.metadata.account }, 'provider answered 429; retrying on another account');
+    const again = open(plan);
+    upReq = again;
+    // The body was read whole before the decision (or there is none); the observer counted it once.
+    for (const chunk of x.bodyPrefix?.chunks ?? []) again.write(chunk);
+    again.end();
+    return true;
+  }
+
+  function onResponse(upRes: IncomingMessage): void {
     idle.touch();
-    upRes.once('end', stopRouteTimer);
     const status = upRes.statusCode ?? 502;
+    if (retriedElsewhere(status, upRes)) return;
+    upRes.once('end', stopRouteTimer);
     observer.responseStart(status, upRes.headers);
     const cors = x.corsHeaders;
     const headers = relayRawHeaders(upRes.rawHeaders, cors ? isCorsResponseHeader : undefined);
@@ -189,16 +233,16 @@ export function proxyRest(x: RestExchange): void {
       failure = reason;
       upRes.unpipe(res);
       upReq.destroy();
-      x.logger.info({ reason, user: x.decision?.metadata.user, model: x.decision?.metadata.model }, 'sse stream ended by the gateway');
+      x.logger.info({ reason, user: decision?.metadata.user, model: decision?.metadata.model }, 'sse stream ended by the gateway');
       if (boundary?.atBoundary) res.end(sseErrorEvent(message));
       else res.destroy();
       return true;
     };
-    if (sse && x.sessions && x.decision && x.snapshot && !res.destroyed) {
-      governed = x.sessions.open(admissionOf(x.decision.metadata, req.headers, req.url ?? '/', x.snapshot), endOnPolicy);
+    if (sse && x.sessions && decision && x.snapshot && !res.destroyed) {
+      governed = x.sessions.open(admissionOf(decision.metadata, req.headers, req.url ?? '/', x.snapshot), endOnPolicy);
     }
     upRes.pipe(res);
-  });
+  }
 
   // The span is handed over as soon as the last byte is with the kernel ('finish'), not at the
   // later 'close': a process killed in between would otherwise lose the span of an exchange its

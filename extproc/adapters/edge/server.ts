@@ -114,6 +114,12 @@ function hasCredential(req: IncomingMessage): boolean {
   return q !== -1 && new URLSearchParams(url.slice(q + 1)).has('token');
 }
 
+/** RFC 9112 §6.3: a request without Content-Length or Transfer-Encoding has no body. */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 /** RFC 6455 §4.2.1: what ws would refuse after we had already opened the upstream. */
 function validWebSocketHandshake(req: IncomingMessage): boolean {
   const key = req.headers['sec-websocket-key'];
@@ -230,10 +236,15 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
       answer: (r) => writeLocal(res, r, corsHeaders),
     });
     if (!ok) return;
+    // A provider 429 is retried on another account only when the request can be sent again as it
+    // was (rest-proxy.ts `reroute`): a body read whole for the decision, or no body at all.
+    const { reroute, ...admitted } = ok;
+    const replayable = prefix ? prefix.complete : !hasBody(req);
     proxyRest({
       req,
       res,
-      ...ok,
+      ...admitted,
+      ...(reroute && replayable ? { reroute } : {}),
       ...(prefix ? { bodyPrefix: prefix } : {}),
       ...timeouts(req),
       agents,
@@ -260,7 +271,8 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeHandle> {
       answer: (r) => writeRawResponse(socket, r),
     });
     if (!ok) return;
-    ws.proxy({ req, socket, head, ...ok, ...timeouts(req) });
+    const { reroute: _sessionsAreNotRetried, ...admitted } = ok;
+    ws.proxy({ req, socket, head, ...admitted, ...timeouts(req) });
   }
 
   const headersTimeout = opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;

@@ -133,7 +133,8 @@ function toWebSocketUrl(url: URL): string {
   return u.href;
 }
 
-const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+/** A JWT (three base64url segments) or a `vg_` service key offered as a subprotocol: a credential. */
+const JWT_SHAPE = /^(?:[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|vg_[A-Za-z0-9_-]{43})$/;
 /** Markers browsers put before a token offered as a subprotocol (`bearer, <jwt>`). */
 const TOKEN_MARKERS = new Set(['bearer', 'access_token', 'authorization']);
 
@@ -149,7 +150,7 @@ function tokenMarker(header: string | undefined): string | false {
 
 /**
  * The caller's subprotocols as offered upstream: anything shaped like a JWT (three base64url
- * segments) is a credential smuggled past header-less browser APIs, not a protocol, and never
+ * segments) or a `vg_` service key is a credential smuggled past header-less browser APIs, not a protocol, and never
  * reaches the provider; nor does the marker naming it.
  */
 export function upstreamProtocols(header: string | undefined): string[] {

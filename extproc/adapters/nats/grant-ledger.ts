@@ -28,6 +28,7 @@ import {
   decodeGrantEntry,
   DEFAULT_GRANT_POLICY,
   encodeGrantEntry,
+  liveUnits,
   NO_GRANT,
   planSettle,
   type GrantEntry,
@@ -138,6 +139,8 @@ interface PoolState {
   lastDemand: number;
   settling: Promise<void> | undefined;
   again: boolean;
+  /** Units no live lease held at the last successful settle (for choosing between accounts). */
+  free: number | undefined;
 }
 
 /**
@@ -200,6 +203,11 @@ export class ClusterGrants implements GrantSource {
     void this.#settle(st);
   }
 
+  /** Unleased units of the pool at the last settle; a hint for choosing an account, never admitted against. */
+  free(account: AccountConfig, pool: GrantPool): number | undefined {
+    return this.#pools.get(grantKey(account.name, pool))?.free;
+  }
+
   /** Settles every pool once (what the timer does). */
   heartbeat(): Promise<void> {
     return Promise.all([...this.#pools.values()].map((st) => this.#settle(st))).then(() => undefined);
@@ -231,7 +239,7 @@ export class ClusterGrants implements GrantSource {
     const key = grantKey(account.name, pool);
     let st = this.#pools.get(key);
     if (!st) {
-      st = { account, pool, key, local: NO_GRANT, demanded: false, lastDemand: -Infinity, settling: undefined, again: false };
+      st = { account, pool, key, local: NO_GRANT, demanded: false, lastDemand: -Infinity, settling: undefined, again: false, free: undefined };
       this.#pools.set(key, st);
       if (this.#timer) void this.#settle(st);
     } else {
@@ -279,6 +287,7 @@ export class ClusterGrants implements GrantSource {
         const ok = await this.#store.write(st.key, plan.entry, read?.revision);
         st.local = afterWrite(st.local, plan, ok, this.#policy.marginMs);
         if (ok) {
+          st.free = Math.max(0, st.account.concurrency - liveUnits(plan.entry, now));
           st.demanded = false;
           if (this.#failures > 0) this.#log?.info({ pool: st.key }, 'grant ledger reachable again');
           this.#failures = 0;

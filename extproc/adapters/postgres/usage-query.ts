@@ -41,13 +41,22 @@ export function parseSince(text: string, now: Date = new Date()): string {
 }
 
 /** Sums the roll-ups by one dimension from `sinceDay` (YYYY-MM-DD, UTC) on, costliest first. */
-export async function queryUsage(pool: Pool, by: UsageDimension, sinceDay: string): Promise<UsageRow[]> {
+export function queryUsage(pool: Pick<Pool, 'query'>, by: UsageDimension, sinceDay: string): Promise<UsageRow[]> {
+  return sumUsage(pool, by, sinceDay, null);
+}
+
+/** Like {@link queryUsage}, for the days `fromDay`..`toDay` (YYYY-MM-DD, UTC, inclusive): `GET /admin/v1/usage`. */
+export function queryUsageBetween(pool: Pick<Pool, 'query'>, by: UsageDimension, fromDay: string, toDay: string): Promise<UsageRow[]> {
+  return sumUsage(pool, by, fromDay, toDay);
+}
+
+async function sumUsage(pool: Pick<Pool, 'query'>, by: UsageDimension, fromDay: string, toDay: string | null): Promise<UsageRow[]> {
   const { table, key } = KEY_SQL[by];
   const { rows } = await pool.query<{ key: string; requests: string; errors: string; characters: string; audio_seconds: string; cost_usd: string }>(
     `SELECT ${key} AS key, sum(requests)::text AS requests, sum(errors)::text AS errors,
             sum(characters)::text AS characters, sum(audio_seconds)::text AS audio_seconds, sum(cost_usd)::text AS cost_usd
-       FROM ${table} WHERE day >= $1::date GROUP BY 1 ORDER BY sum(cost_usd) DESC, 1`,
-    [sinceDay],
+       FROM ${table} WHERE day >= $1::date AND ($2::date IS NULL OR day <= $2::date) GROUP BY 1 ORDER BY sum(cost_usd) DESC, 1`,
+    [fromDay, toDay],
   );
   return rows.map((r) => ({
     key: r.key,

@@ -11,6 +11,7 @@ import type {
   AccountConfig,
   CorsPolicy,
   IssuerConfig,
+  ModelAccount,
   ModelConfig,
   ModelType,
   Price,
@@ -72,41 +73,7 @@ export async function compileConfig(doc: ConfigDocument, ctx: CompileContext): P
     });
   }
 
-  const models = new Map<string, Map<string, ModelConfig>>();
-  for (const [i, m] of doc.models.entries()) {
-    const at = `models[${i}]`;
-    const account = accounts.get(m.account);
-    if (!providers.has(m.provider)) issues.push({ path: `${at}.provider`, message: `unknown provider "${m.provider}"` });
-    if (!account) issues.push({ path: `${at}.account`, message: `unknown account "${m.account}"` });
-    else if (account.provider !== m.provider) {
-      issues.push({
-        path: `${at}.account`,
-        message: `account "${m.account}" belongs to provider "${account.provider}", not "${m.provider}"`,
-      });
-    }
-    const price: Price = {
-      perThousandChars: m.price.per_1k_chars ?? DEFAULT_PRICES[m.type].perThousandChars,
-      perMinute: m.price.per_minute ?? DEFAULT_PRICES[m.type].perMinute,
-      perMinuteStreaming:
-        m.price.per_minute_streaming ?? m.price.per_minute ?? DEFAULT_PRICES[m.type].perMinuteStreaming,
-    };
-    const model: ModelConfig = {
-      name: m.name,
-      provider: m.provider,
-      type: m.type,
-      account: m.account,
-      aliases: m.aliases,
-      price,
-      ...(m.max_session_seconds !== undefined ? { maxSessionMs: m.max_session_seconds * 1000 } : {}),
-    };
-    let byName = models.get(m.provider);
-    if (!byName) models.set(m.provider, (byName = new Map()));
-    for (const key of [m.name, ...m.aliases]) {
-      const clash = byName.get(key);
-      if (clash) issues.push({ path: `${at}`, message: `model name or alias "${key}" is already used by "${clash.name}"` });
-      else byName.set(key, model);
-    }
-  }
+  const models = compileModels(doc, providers, accounts, issues);
 
   for (const [provider, defaults] of defaultModels) {
     for (const type of ['tts', 'stt'] as const) {
@@ -135,6 +102,80 @@ export async function compileConfig(doc: ConfigDocument, ctx: CompileContext): P
       ...(doc.cors ? { cors: compileCors(doc.cors) } : {}),
     },
   };
+}
+
+/**
+ * `models[]` grouped by (provider, name): one name may be listed once per account serving it (as
+ * the control plane keys a model by id within an account), and every name and alias of a
+ * provider resolves to exactly one model name, so a request's model never depends on which entry
+ * came first. Entries of one name must agree on the type; prices and session bounds may differ
+ * per account.
+ */
+function compileModels(
+  doc: ConfigDocument,
+  providers: ReadonlyMap<string, ProviderConfig>,
+  accounts: ReadonlyMap<string, AccountConfig>,
+  issues: ConfigIssue[],
+): Map<string, Map<string, ModelConfig>> {
+  interface Group { name: string; provider: string; type: ModelType; at: string; accounts: ModelAccount[]; aliases: string[] }
+  const groups = new Map<string, Group>();
+  const seen = new Map<string, string>();
+  for (const [i, m] of doc.models.entries()) {
+    const at = `models[${i}]`;
+    const account = accounts.get(m.account);
+    if (!providers.has(m.provider)) issues.push({ path: `${at}.provider`, message: `unknown provider "${m.provider}"` });
+    if (!account) issues.push({ path: `${at}.account`, message: `unknown account "${m.account}"` });
+    else if (account.provider !== m.provider) {
+      issues.push({
+        path: `${at}.account`,
+        message: `account "${m.account}" belongs to provider "${account.provider}", not "${m.provider}"`,
+      });
+    }
+    const pair = `${m.provider}\u0000${m.name}\u0000${m.account}`;
+    const first = seen.get(pair);
+    if (first !== undefined) {
+      issues.push({ path: `${at}.account`, message: `model "${m.name}" is already listed for account "${m.account}" at ${first}` });
+      continue;
+    }
+    seen.set(pair, at);
+    const price: Price = {
+      perThousandChars: m.price.per_1k_chars ?? DEFAULT_PRICES[m.type].perThousandChars,
+      perMinute: m.price.per_minute ?? DEFAULT_PRICES[m.type].perMinute,
+      perMinuteStreaming:
+        m.price.per_minute_streaming ?? m.price.per_minute ?? DEFAULT_PRICES[m.type].perMinuteStreaming,
+    };
+    const entry: ModelAccount = {
+      account: m.account,
+      price,
+      ...(m.max_session_seconds !== undefined ? { maxSessionMs: m.max_session_seconds * 1000 } : {}),
+    };
+    const key = `${m.provider}\u0000${m.name}`;
+    const group = groups.get(key);
+    if (!group) {
+      groups.set(key, { name: m.name, provider: m.provider, type: m.type, at, accounts: [entry], aliases: [...m.aliases] });
+      continue;
+    }
+    if (group.type !== m.type) {
+      issues.push({ path: `${at}.type`, message: `model "${m.name}" is ${group.type} at ${group.at}; every entry of one model has the same type` });
+      continue;
+    }
+    group.accounts.push(entry);
+    for (const a of m.aliases) if (!group.aliases.includes(a)) group.aliases.push(a);
+  }
+
+  const models = new Map<string, Map<string, ModelConfig>>();
+  for (const g of groups.values()) {
+    const model: ModelConfig = { name: g.name, provider: g.provider, type: g.type, accounts: g.accounts, aliases: g.aliases };
+    let byName = models.get(g.provider);
+    if (!byName) models.set(g.provider, (byName = new Map()));
+    for (const key of [g.name, ...g.aliases]) {
+      const clash = byName.get(key);
+      if (clash && clash !== model) {
+        issues.push({ path: g.at, message: `model name or alias "${key}" is already used by "${clash.name}"` });
+      } else byName.set(key, model);
+    }
+  }
+  return models;
 }
 
 /** Header names lower-cased and methods kept as written, each once, so answers are stable. */
@@ -230,6 +271,8 @@ function checkQualifiedNames(doc: ConfigDocument, issues: ConfigIssue[]): void {
   for (const [i, a] of doc.accounts.entries()) {
     for (const kind of ['users', 'teams'] as const) {
       for (const [j, who] of a.collaborators[kind].entries()) {
+        // `service:<name>` is the user a gateway service key is authorized as, not an issuer's name.
+        if (kind === 'users' && who.startsWith('service:')) continue;
         const colon = who.indexOf(':');
         if (colon !== -1 && !names.has(who.slice(0, colon))) {
           issues.push({

@@ -81,17 +81,32 @@ export interface Price {
   readonly perMinuteStreaming?: string;
 }
 
+/** One account serving a model: what may differ between the accounts of one model. */
+export interface ModelAccount {
+  readonly account: string;
+  /** What the provider charges this account; the span bills the account that served the exchange. */
+  readonly price: Price;
+  /** Longest a WebSocket session or SSE stream on this model and account lasts, ms; absent: only the edge's ceiling. */
+  readonly maxSessionMs?: number;
+}
+
 export interface ModelConfig {
   /** Public model id as it appears in provider paths, e.g. `lightning-v3.1`, `pulse`. */
   readonly name: string;
   readonly provider: string;
   readonly type: ModelType;
-  readonly account: string;
+  /**
+   * The accounts serving it, in configuration order, never empty: a caller may use any of them
+   * it is a collaborator of; the edge admits on the one with most spare units (core/limits/choice.ts).
+   */
+  readonly accounts: readonly ModelAccount[];
   /** Other spellings that resolve to this model (e.g. body `model: lightning_v3.1`). */
   readonly aliases: readonly string[];
-  readonly price: Price;
-  /** Longest a WebSocket session or SSE stream on this model lasts, ms; absent: only the edge's ceiling. */
-  readonly maxSessionMs?: number;
+}
+
+/** The entry of `account` on `model`; undefined when that account does not serve it. */
+export function modelAccount(model: ModelConfig, account: string | undefined): ModelAccount | undefined {
+  return account === undefined ? undefined : model.accounts.find((a) => a.account === account);
 }
 
 /**

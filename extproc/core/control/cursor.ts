@@ -25,3 +25,15 @@ export function decodeCursor(list: string, cursor: string, arity: number): (stri
   if (!parsed.success || parsed.data.l !== list || parsed.data.k.length !== arity) throw new InvalidCursorError();
   return parsed.data.k;
 }
+
+/** Every item of a paged list, page after page (for lists known to be small: one account's collaborators). */
+export async function allPages<T>(page: (cursor: string | null) => Promise<{ items: readonly T[]; nextCursor: string | null }>): Promise<T[]> {
+  const out: T[] = [];
+  let cursor: string | null = null;
+  do {
+    const p = await page(cursor);
+    out.push(...p.items);
+    cursor = p.nextCursor;
+  } while (cursor !== null);
+  return out;
+}

@@ -6,7 +6,7 @@ import { SecretDecryptError } from './errors.ts';
 
 const kek = (id: string) => ({ id, key: new Uint8Array(randomBytes(32)) });
 const binding = { accountId: '5f0c7a52-7d2e-4a4b-9a57-0d1f2e3c4b5a', version: 3 };
-const token = 'sk_live_4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c';
+const token = 'fixture-provider-token-4f9a8b7c6d5e4f3a2b1c';
 
 function flip(bytes: Uint8Array, at: number): Uint8Array {
   const copy = Uint8Array.from(bytes);

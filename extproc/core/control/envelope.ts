@@ -95,8 +95,8 @@ function gcmOpen(key: Uint8Array, sealed: Uint8Array, aad: Buffer): Buffer {
  *
  * @example
  * const ring = new Keyring(parseKekSpec(process.env.VOICEGATE_KEK ?? ''));
- * const sealed = ring.seal('sk_live_…', { accountId, version: 1 });
- * ring.open(sealed, { accountId, version: 1 }); // 'sk_live_…'
+ * const sealed = ring.seal('<provider token>', { accountId, version: 1 });
+ * ring.open(sealed, { accountId, version: 1 }); // '<provider token>'
  */
 export class Keyring {
   readonly #keys: ReadonlyMap<string, Uint8Array>;

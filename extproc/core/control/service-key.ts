@@ -2,26 +2,13 @@
  * Service keys: the gateway's own API keys for applications (`vg_` + 43 base64url characters =
  * 32 random bytes).
  *
- * Only SHA-256 of the key is stored and shipped to pods. A slow password hash (scrypt, argon2)
- * protects low-entropy secrets that people choose; a 256-bit random key cannot be guessed or
- * searched offline whatever the hash, so a fast hash loses nothing and keeps the per-request check
- * at one digest. It is unkeyed on purpose: a keyed hash (HMAC with a pepper) would need one more
- * secret on every pod and protects nothing a 256-bit key does not already protect.
+ * The shape and the hash live in config/service-key.ts (the snapshot is keyed by the hash and the
+ * identity layer checks keys with it); re-exported here for the control plane.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { hashServiceKey, SERVICE_KEY_PREFIX } from '../config/service-key.ts';
 
-export const SERVICE_KEY_PREFIX = 'vg_';
-const SHAPE = /^vg_[A-Za-z0-9_-]{43}$/;
-
-/** Whether `s` has the shape of a service key (cheap test before hashing a bearer credential). */
-export function isServiceKeyShaped(s: string): boolean {
-  return SHAPE.test(s);
-}
-
-/** Lower-case hex SHA-256 of the whole key, `vg_` included: what is stored and looked up. */
-export function hashServiceKey(plaintext: string): string {
-  return createHash('sha256').update(plaintext, 'utf8').digest('hex');
-}
+export { hashServiceKey, isServiceKeyShaped, SERVICE_KEY_PREFIX } from '../config/service-key.ts';
 
 /** A fresh key: the plaintext (shown once), its hash and a short hint (`vg_AbCd`) for listings. */
 export function newServiceKey(): { plaintext: string; hash: string; hint: string } {

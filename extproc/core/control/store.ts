@@ -287,6 +287,11 @@ export interface ControlStore {
   findServiceKeyByHash(hash: string): Promise<ServiceKeyMatch | undefined>;
 
   listAuditEvents(filter?: AuditFilter, page?: PageRequest): Promise<Page<AuditEvent>>;
+  /**
+   * Runs `fn` with a store whose calls all share one transaction: their changes commit as one
+   * revision (actor `ctx.actor`), or none of them when `fn` throws (PUT /apply, its dry run).
+   */
+  atomically<T>(ctx: MutationContext, fn: (tx: ControlStore) => Promise<T>): Promise<T>;
   currentRevision(): Promise<number>;
   loadConfiguration(): Promise<ControlConfiguration>;
 }

@@ -125,19 +125,28 @@ export function decide(input: CheckInput, snapshot: Snapshot | undefined, identi
   if (spec.type && model.type !== spec.type) {
     return deny('model_type_mismatch', `model "${model.name}" is a ${model.type} model; ${spec.id} needs a ${spec.type} model`, meta);
   }
-  const account = snapshot.accounts.get(model.account);
-  if (!account) {
+  // Every account serving the model that this pod knows; the caller may use any it collaborates on.
+  const known = model.accounts.flatMap((m) => snapshot.accounts.get(m.account) ?? []);
+  const first = known[0];
+  if (!first) {
     return deny('no_account', `model "${model.name}" has no provider account configured`, meta);
   }
-  meta.account = account.name;
-  const entitled = account.users.has(who.user) || who.teams.some((t) => account.teams.has(t));
-  if (!entitled) {
+  const usable = known.filter((a) => a.users.has(who.user) || who.teams.some((t) => a.teams.has(t)));
+  const account = usable[0];
+  if (!account) {
+    meta.account = first.name;
+    const names = known.map((a) => `"${a.name}"`);
     return deny(
       'not_entitled',
-      `user "${clip(who.user)}" may not use model "${model.name}"; ask an administrator to add you or one of your teams as a collaborator of account "${account.name}"`,
+      `user "${clip(who.user)}" may not use model "${model.name}"; ask an administrator to add you or one of your teams as a collaborator of ${names.length === 1 ? 'account' : 'one of the accounts'} ${names.join(', ')}`,
       meta,
     );
   }
+  // The first usable account in configuration order is the one a transport without a ledger
+  // (Envoy) uses; with several, `accounts` lists them all and the edge's admission picks the one
+  // with most spare units, re-injecting that account's key (adapters/edge/limits.ts).
+  meta.account = account.name;
+  if (usable.length > 1) meta.accounts = usable.map((a) => a.name).join(',');
   return allowWith(query, [{ key: 'authorization', value: `Bearer ${account.token}` }], meta);
 }
 

@@ -25,6 +25,8 @@ export const DENIALS = {
   invalid_signature: { status: 401, via: 'deny' },
   invalid_claims: { status: 401, via: 'deny' },
   jwks_unavailable: { status: 503, via: 'deny' },
+  /** A `vg_…` service key that is unknown, revoked or expired (one code: no hint that a key existed). */
+  invalid_service_key: { status: 401, via: 'deny' },
   // The decision.
   not_entitled: { status: 403, via: 'deny' },
   unknown_provider: { status: 404, via: 'deny' },

@@ -93,7 +93,7 @@ describe('recheckSession', () => {
   it('ends a session whose model moved to another account, even one the caller may use', () => {
     const alice = session(admittedBy(STT, 'alice', ['voice']));
     // smallest-tts also lists team voice: alice would be admitted there, but on another key.
-    const moved = withModel(snapshot, 'pulse', (m) => ({ ...m, account: 'smallest-tts' }));
+    const moved = withModel(snapshot, 'pulse', (m) => ({ ...m, accounts: [{ ...m.accounts[0]!, account: 'smallest-tts' }] }));
     expect(recheckSession(alice, moved)).toMatchObject({ kind: 'end', reason: 'account_changed' });
   });
 
@@ -145,7 +145,7 @@ describe('sessionToken', () => {
 describe('configured maximum session durations (models[] and limits.users/teams max_session_seconds)', () => {
   const bounds = { maxSessionMs: 3_600_000, tokenGraceMs: 0 };
   const withBounds = (model?: number, team?: number, user?: number): Snapshot => {
-    const s = withModel(snapshot, 'pulse', (m) => ({ ...m, ...(model !== undefined ? { maxSessionMs: model } : {}) }));
+    const s = withModel(snapshot, 'pulse', (m) => ({ ...m, accounts: m.accounts.map((a) => ({ ...a, ...(model !== undefined ? { maxSessionMs: model } : {}) })) }));
     return {
       ...s,
       principalLimits: {

@@ -20,8 +20,9 @@
  * account does not end sessions: the provider decides whether the old key still holds.
  */
 import { decodeJwt } from 'jose';
-import type { Snapshot } from '../config/snapshot.ts';
+import { modelAccount, type ModelAccount, type Snapshot } from '../config/snapshot.ts';
 import { findToken } from '../identity/token.ts';
+import { hashServiceKey, isServiceKeyShaped } from '../config/service-key.ts';
 import { originAllowed } from './cors.ts';
 import type { DecisionMetadata } from './types.ts';
 
@@ -34,6 +35,12 @@ export interface SessionToken {
   readonly issuer?: string;
   /** `exp`, ms since epoch. */
   readonly expiresAtMs?: number;
+  /**
+   * When the session was admitted with a `vg_` service key: its SHA-256 (never the key). The key's
+   * validity is then read from each snapshot, so a revoked key ends the session at the next
+   * re-check and a rotation's grace end is its deadline.
+   */
+  readonly serviceKey?: string;
 }
 
 /** What a session was admitted with. */
@@ -66,6 +73,8 @@ export interface SessionDeadline {
   readonly message: string;
 }
 
+const SERVICE_KEY_ENDED = 'the service key this session was opened with was revoked or has expired; reconnect with a valid key';
+
 const KEEP: SessionVerdict = Object.freeze({ kind: 'keep' });
 
 const clip = (s: string): string => (s.length > 64 ? `${s.slice(0, 64)}…` : s);
@@ -93,20 +102,31 @@ export function recheckSession(session: AdmittedSession, snapshot: Snapshot): Se
   if (!model || (md.model_type !== undefined && model.type !== md.model_type)) {
     return end('entitlement_revoked', `model "${clip(modelName)}" is no longer available through this gateway`);
   }
+  if (session.token.serviceKey !== undefined && !snapshot.serviceKeys?.has(session.token.serviceKey)) {
+    // Like a token past its expiry: the credential the session was admitted with is gone.
+    return end('token_expired', SERVICE_KEY_ENDED);
+  }
   if (session.token.issuer !== undefined && !snapshot.issuers.some((i) => i.issuer === session.token.issuer)) {
     return end('entitlement_revoked', 'the issuer of this session\'s token is no longer trusted');
   }
   if (session.origin !== undefined && !originAllowed(session.origin, snapshot.cors)) {
     return end('entitlement_revoked', `origin "${clip(session.origin)}" is no longer allowed`);
   }
-  const account = snapshot.accounts.get(model.account);
-  if (!account) return end('entitlement_revoked', `model "${model.name}" has no provider account any more`);
-  if (md.account !== account.name) {
-    return end('account_changed', `model "${model.name}" is now served by another account; open a new session`);
-  }
-  const teams = (md.teams ?? '').split(',').filter((t) => t !== '');
-  if (!account.users.has(user) && !teams.some((t) => account.teams.has(t))) {
+  // The session runs on the key of the account it was admitted on: it goes on only while that
+  // account still serves the model and still lets the caller in.
+  const known = model.accounts.flatMap((m) => snapshot.accounts.get(m.account) ?? []);
+  if (known.length === 0) return end('entitlement_revoked', `model "${model.name}" has no provider account any more`);
+  // A service key carries no teams of its own: its teams are the store's, read afresh, so one
+  // removed from a team loses that team's accounts. A token's claim cannot be re-read here.
+  const teams =
+    session.token.serviceKey !== undefined ? (snapshot.teamMembers?.get(user) ?? []) : (md.teams ?? '').split(',').filter((t) => t !== '');
+  const lets = (a: (typeof known)[number]) => a.users.has(user) || teams.some((t) => a.teams.has(t));
+  if (!known.some(lets)) {
     return end('entitlement_revoked', `user "${clip(user)}" may no longer use model "${model.name}"`);
+  }
+  const account = known.find((a) => a.name === md.account);
+  if (!account || !lets(account)) {
+    return end('account_changed', `model "${model.name}" is now served by another account; open a new session`);
   }
   return KEEP;
 }
@@ -123,6 +143,10 @@ export function recheckSession(session: AdmittedSession, snapshot: Snapshot): Se
  */
 export function sessionDeadline(session: AdmittedSession, snapshot: Snapshot | undefined, bounds: SessionBounds): SessionDeadline | undefined {
   const candidates: SessionDeadline[] = [];
+  const key = session.token.serviceKey !== undefined ? snapshot?.serviceKeys?.get(session.token.serviceKey) : undefined;
+  if (key && key.notAfterMs !== null) {
+    candidates.push({ atMs: key.notAfterMs + Math.max(0, bounds.tokenGraceMs), reason: 'token_expired', message: SERVICE_KEY_ENDED });
+  }
   if (session.token.expiresAtMs !== undefined) {
     const issuer = snapshot?.issuers.find((i) => i.issuer === session.token.issuer);
     const skewMs = (issuer?.clockToleranceSec ?? 0) * 1000;
@@ -164,7 +188,12 @@ export function configuredMaxSession(md: DecisionMetadata, snapshot: Snapshot): 
     if (ms !== undefined && ms > 0 && (!best || ms < best.ms)) best = { ms, of };
   };
   const model = snapshot.models.get(md.provider ?? '')?.get(md.model ?? '');
-  if (model) consider(model.maxSessionMs, `model "${model.name}"'s`);
+  // The bound of the account the session runs on; without one named, the longest any account allows.
+  if (model) {
+    const entry = modelAccount(model, md.account);
+    const ms = entry ? entry.maxSessionMs : longestBound(model.accounts);
+    consider(ms, `model "${model.name}"'s`);
+  }
   const limits = snapshot.principalLimits;
   if (limits && md.user !== undefined && md.user !== '') consider(limits.users.get(md.user)?.maxSessionMs, `user "${clip(md.user)}"'s`);
   for (const team of (md.teams ?? '').split(',')) {
@@ -176,13 +205,15 @@ export function configuredMaxSession(md: DecisionMetadata, snapshot: Snapshot): 
 /**
  * The `iss` and `exp` of the token an upgrade carried (header or `?token=`), read without
  * verification: the authorizer verified this very token before the session was allowed, and these
- * claims are only ever used to end a session sooner, never to admit one. Empty when no JWT is
- * readable (an authorizer that admits other credentials); such a session is bounded by its
+ * claims are only ever used to end a session sooner, never to admit one. A `vg_` service key
+ * gives its hash instead (its expiry is the snapshot's, {@link sessionDeadline}). Empty when no JWT
+ * is readable (an authorizer that admits other credentials); such a session is bounded by its
  * lifetime alone.
  */
 export function sessionToken(headers: Readonly<Record<string, string>>, pathWithQuery: string): SessionToken {
   const lookup = findToken(headers, pathWithQuery);
   if (!lookup.found) return {};
+  if (isServiceKeyShaped(lookup.token)) return { serviceKey: hashServiceKey(lookup.token) };
   try {
     const claims = decodeJwt(lookup.token);
     return {
@@ -213,4 +244,14 @@ const CLOSE_REASONS: Readonly<Record<SessionEndReason, string>> = {
 /** The close frame's reason (well under RFC 6455's 123 bytes). */
 export function sessionCloseReason(reason: SessionEndReason): string {
   return CLOSE_REASONS[reason];
+}
+
+/** The longest session any of these accounts allows; undefined when one sets no bound (the edge's ceiling). */
+function longestBound(accounts: readonly ModelAccount[]): number | undefined {
+  let longest = 0;
+  for (const a of accounts) {
+    if (a.maxSessionMs === undefined) return undefined;
+    longest = Math.max(longest, a.maxSessionMs);
+  }
+  return longest > 0 ? longest : undefined;
 }

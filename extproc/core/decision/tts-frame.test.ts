@@ -11,13 +11,12 @@ const model = (name: string, aliases: string[], perK: string): ModelConfig => ({
   name,
   provider: 'smallest',
   type: 'tts',
-  account: 'smallest-tts',
+  accounts: [{ account: 'smallest-tts', price: { perThousandChars: perK } }],
   aliases,
-  price: { perThousandChars: perK },
 });
 const standard = model('lightning-v3.1', ['lightning_v3.1'], '0.0195');
 const pro = model('lightning-v3.1-pro', ['lightning_v3.1_pro'], '0.039');
-const pulse: ModelConfig = { ...model('pulse', [], '0'), type: 'stt', account: 'smallest-stt', price: { perMinute: '0.0035' } };
+const pulse: ModelConfig = { ...model('pulse', [], '0'), type: 'stt', accounts: [{ account: 'smallest-stt', price: { perMinute: '0.0035' } }] };
 
 const byName = new Map<string, ModelConfig>();
 for (const m of [standard, pro, pulse]) for (const n of [m.name, ...m.aliases]) byName.set(n, m);

@@ -35,7 +35,9 @@ export interface CheckInput {
  * user; teams (comma-separated, sorted); provider; model; model_type; account; route_kind;
  * endpoint (the spec that matched, e.g. `tts.sync`); characters (of the TTS `text`, when the body
  * was seen); upstream_path (what the upstream sees: no provider prefix, no `token`);
- * config_version (the snapshot the decision used).
+ * config_version (the snapshot the decision used); accounts (comma-separated, only when more than
+ * one account serving the model lets the caller in: the candidates the edge chooses among, `account`
+ * being the first).
  */
 export const DECISION_METADATA_FIELDS = {
   user: 'string',
@@ -44,6 +46,7 @@ export const DECISION_METADATA_FIELDS = {
   model: 'string',
   model_type: ['tts', 'stt'],
   account: 'string',
+  accounts: 'string',
   route_kind: ['rest', 'sse', 'websocket'],
   endpoint: 'string',
   characters: 'count',

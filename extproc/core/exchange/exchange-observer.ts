@@ -18,6 +18,11 @@ export interface ExchangeEnd {
    * side that closed first; a refused frame: policy). Absent: derived from `error` (usage/span-builder.ts).
    */
   readonly endedBy?: ExchangeEndSide;
+  /**
+   * The account that served the exchange when it is not the decision's `account`: the edge's
+   * admission chose another of the model's accounts, or a provider 429 moved it (adapters/edge/limits.ts).
+   */
+  readonly account?: string;
 }
 
 /** Who ended an exchange (the span's `endedBy`). */

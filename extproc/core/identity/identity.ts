@@ -39,7 +39,9 @@ export type IdentityErrorCode =
   | 'unknown_key'
   | 'invalid_signature'
   | 'invalid_claims'
-  | 'jwks_unavailable';
+  | 'jwks_unavailable'
+  /** A `vg_…` bearer that is no valid service key (identity/service-key.ts). */
+  | 'invalid_service_key';
 
 export type IdentityResult =
   | { readonly ok: true; readonly identity: Identity; readonly cached: boolean }

@@ -17,6 +17,7 @@
 import type { AccountConfig, PrincipalLimits, Snapshot } from '../config/snapshot.ts';
 import { KIND_COST, type AccountPool, type AdmissionKind, type Chain } from './kinds.ts';
 import { SlidingWindow } from './window.ts';
+import { COOL_DOWN_MS, rankAccounts, type AccountStanding } from './choice.ts';
 
 export type LimitScope = 'user' | 'team' | 'account';
 
@@ -41,6 +42,8 @@ export interface Refusal {
 /** What an admission holds; `release` gives it back once, later calls do nothing. */
 export interface Lease {
   readonly kind: AdmissionKind;
+  /** The account whose units it holds (the chosen one, with {@link AdmissionLedger.acquireAny}). */
+  readonly account?: string;
   readonly released: boolean;
   /** Returns true the one time it released something. */
   release(): boolean;
@@ -59,6 +62,8 @@ export interface GrantSource {
   units(account: AccountConfig, pool: GrantPool): number;
   /** An admission was refused because this pod's grant of the pool is used up (start a borrow; never block). */
   exhausted?(account: AccountConfig, pool: GrantPool): void;
+  /** Units of the pool no pod holds in the cluster, as last read; undefined when unknown (single pod). */
+  free?(account: AccountConfig, pool: GrantPool): number | undefined;
 }
 
 /** Single-pod mode: this pod is granted the whole account. */
@@ -79,6 +84,14 @@ export interface LedgerOptions {
 export interface AdmissionLedger {
   /** Admits one exchange of `kind` for `chain` under the limits of `snapshot`, or says which limit is full. */
   acquire(snapshot: Snapshot, chain: Chain, kind: AdmissionKind): Admission;
+  /**
+   * Admits on one of `accounts` (the model's accounts the caller may use), trying them best first
+   * (core/limits/choice.ts); the granted lease names the account. A user or team limit refuses at
+   * once (no other account would change it); when every account is full, the best one's refusal.
+   */
+  acquireAny(snapshot: Snapshot, chain: Chain, accounts: readonly string[], kind: AdmissionKind): Admission;
+  /** Passes `account` over for `ms` (a provider 429), unless it is the only candidate left. */
+  cool(account: string, ms?: number): void;
   /** What is held now (tests, metrics). */
   inUse(scope: LimitScope, name: string, resource: Resource): number;
 }
@@ -109,6 +122,10 @@ export function createAdmissionLedger(opts: LedgerOptions = {}): AdmissionLedger
   const concurrencyRetry = opts.concurrencyRetryAfterMs ?? CONCURRENCY_RETRY_AFTER_MS;
   const counters = new Map<string, Counter>();
   const windows = new Map<string, SlidingWindow>();
+  /** Account → sequence number of its last admission, for least-recently-chosen ties. */
+  const chosen = new Map<string, number>();
+  const cooling = new Map<string, number>();
+  let sequence = 0;
 
   const counter = (scope: LimitScope, name: string, resource: Resource): Counter => {
     const k = key(scope, name, resource);
@@ -147,64 +164,103 @@ export function createAdmissionLedger(opts: LedgerOptions = {}): AdmissionLedger
     return undefined;
   }
 
-  return {
-    acquire(snapshot, chain, kind) {
-      const checks: Check[] = [];
-      const rates: RateCheck[] = [];
-      const table = snapshot.principalLimits;
-      // Narrowest first, so a refusal names the limit the caller can do something about.
-      if (table && chain.user !== undefined) {
-        const l = table.users.get(chain.user);
-        if (l) principal(checks, rates, 'user', chain.user, l, kind);
-      }
-      if (table && chain.teams.length > 0) {
-        for (const team of new Set(chain.teams)) {
-          const l = table.teams.get(team);
-          if (l) principal(checks, rates, 'team', team, l, kind);
-        }
-      }
-      const pool = KIND_COST[kind].account;
-      if (pool && chain.account !== undefined) {
-        const unknown = account(checks, snapshot, chain.account, pool);
-        if (unknown) return unknown;
-      }
+  /** The standing of a candidate on the pool `kind` draws from (kinds without a pool: ties, LRU). */
+  function standing(snapshot: Snapshot, name: string, kind: AdmissionKind): AccountStanding {
+    const base = { account: name, lastChosen: chosen.get(name) ?? 0, coolingUntil: cooling.get(name) ?? 0 };
+    const a = snapshot.accounts.get(name);
+    const pool = KIND_COST[kind].account;
+    if (!a || !pool) return { ...base, spare: 0 };
+    const grantPool: GrantPool = pool === 'stt_units' ? 'stt' : 'tts';
+    const scale = pool === 'ws_slots' ? a.wsPerUnit : 1;
+    const spare = grants.units(a, grantPool) * scale - (counters.get(key('account', name, pool))?.n ?? 0);
+    const free = grants.free?.(a, grantPool);
+    return { ...base, spare, ...(free !== undefined ? { clusterFree: free * scale } : {}) };
+  }
 
-      const t = now();
-      for (const c of checks) {
-        if (c.counter.n >= c.max) {
-          if (c.scope === 'account' && grants.exhausted) {
-            const a = snapshot.accounts.get(c.name);
-            if (a) grants.exhausted(a, pool === 'stt_units' ? 'stt' : 'tts');
-          }
-          return { kind: 'refused', scope: c.scope, name: c.name, limit: c.limit, max: c.max, retryAfterMs: concurrencyRetry };
-        }
+  /** `signal`: tell the grant source when this pod's grant ran out (acquireAny does it once, for the best account). */
+  function acquire(snapshot: Snapshot, chain: Chain, kind: AdmissionKind, signal = true): Admission {
+    const checks: Check[] = [];
+    const rates: RateCheck[] = [];
+    const table = snapshot.principalLimits;
+    // Narrowest first, so a refusal names the limit the caller can do something about.
+    if (table && chain.user !== undefined) {
+      const l = table.users.get(chain.user);
+      if (l) principal(checks, rates, 'user', chain.user, l, kind);
+    }
+    if (table && chain.teams.length > 0) {
+      for (const team of new Set(chain.teams)) {
+        const l = table.teams.get(team);
+        if (l) principal(checks, rates, 'team', team, l, kind);
       }
-      for (const r of rates) {
-        const wait = r.window.waitMs(t);
-        if (wait > 0) {
-          return { kind: 'refused', scope: r.scope, name: r.name, limit: 'requests_per_minute', max: r.window.limit, retryAfterMs: wait };
+    }
+    const pool = KIND_COST[kind].account;
+    if (pool && chain.account !== undefined) {
+      const unknown = account(checks, snapshot, chain.account, pool);
+      if (unknown) return unknown;
+    }
+
+    const t = now();
+    for (const c of checks) {
+      if (c.counter.n >= c.max) {
+        if (signal && c.scope === 'account' && grants.exhausted) {
+          const a = snapshot.accounts.get(c.name);
+          if (a) grants.exhausted(a, pool === 'stt_units' ? 'stt' : 'tts');
         }
+        return { kind: 'refused', scope: c.scope, name: c.name, limit: c.limit, max: c.max, retryAfterMs: concurrencyRetry };
       }
-      // Everything fits: take it all (no await between the checks above and here).
-      const held: Counter[] = checks.map((c) => c.counter);
-      for (const c of held) c.n++;
-      for (const r of rates) r.window.take(t);
-      let released = false;
-      return {
-        kind: 'granted',
-        lease: {
-          kind,
-          get released() {
-            return released;
-          },
-          release() {
-            if (released) return false;
-            released = true;
-            for (const c of held) c.n--;
-            return true;
-          },
+    }
+    for (const r of rates) {
+      const wait = r.window.waitMs(t);
+      if (wait > 0) {
+        return { kind: 'refused', scope: r.scope, name: r.name, limit: 'requests_per_minute', max: r.window.limit, retryAfterMs: wait };
+      }
+    }
+    // Everything fits: take it all (no await between the checks above and here).
+    const held: Counter[] = checks.map((c) => c.counter);
+    for (const c of held) c.n++;
+    for (const r of rates) r.window.take(t);
+    let released = false;
+    if (chain.account !== undefined) chosen.set(chain.account, ++sequence);
+    return {
+      kind: 'granted',
+      lease: {
+        kind,
+        ...(chain.account !== undefined ? { account: chain.account } : {}),
+        get released() {
+          return released;
         },
-      };
+        release() {
+          if (released) return false;
+          released = true;
+          for (const c of held) c.n--;
+          return true;
+        },
+      },
+    };
+  }
+
+  return {
+    acquire: (snapshot, chain, kind) => acquire(snapshot, chain, kind),
+    acquireAny(snapshot, chain, accounts, kind) {
+      const unique = [...new Set(accounts)];
+      if (unique.length <= 1) return acquire(snapshot, { ...chain, ...(unique[0] !== undefined ? { account: unique[0] } : {}) }, kind);
+      const t = now();
+      for (const [name, until] of cooling) if (until <= t) cooling.delete(name);
+      const order = rankAccounts(unique.map((name) => standing(snapshot, name, kind)), t);
+      let first: Refusal | undefined;
+      for (const name of order) {
+        const a = acquire(snapshot, { ...chain, account: name }, kind, false);
+        if (a.kind === 'granted' || a.scope !== 'account') return a;
+        first ??= a;
+      }
+      // Every account is full here: ask for more of the best one's units (one borrow, not one per account).
+      const best = snapshot.accounts.get(order[0] ?? '');
+      const pool = KIND_COST[kind].account;
+      if (best && pool) grants.exhausted?.(best, pool === 'stt_units' ? 'stt' : 'tts');
+      return first as Refusal;
+    },
+    cool(account, ms = COOL_DOWN_MS) {
+      cooling.set(account, now() + ms);
     },
     inUse(scope, name, resource) {
       return counters.get(key(scope, name, resource))?.n ?? 0;

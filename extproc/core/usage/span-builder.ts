@@ -3,7 +3,7 @@
  * saw of an exchange to the same {@link ExchangeFacts}; billing, cost, trace context and the
  * snapshot-derived fields are decided here only, so both transports bill alike.
  */
-import type { Snapshot } from '../config/snapshot.ts';
+import { modelAccount, type Snapshot } from '../config/snapshot.ts';
 import { CATALOGUES, type Meter } from '../catalogue/endpoints.ts';
 import type { DecisionMetadata, RouteKind } from '../decision/types.ts';
 import { costUsd, findModel, isBillableStatus } from './pricing.ts';
@@ -75,6 +75,8 @@ export function buildSpan(f: ExchangeFacts): UsageSpan {
   const md = f.metadata;
   const provider = md.provider ?? '';
   const model = findModel(f.snapshot, provider, md.model ?? '');
+  // The account that served it bills its own price (a transport that names no account: the first's).
+  const served = model ? (modelAccount(model, md.account) ?? model.accounts[0]) : undefined;
   const allowed = f.decision === 'allow';
   const usage: Usage = allowed ? f.usage : { estimated: false };
   // One rule for every transport and route kind: an exchange the provider answered with 2xx (or
@@ -116,7 +118,7 @@ export function buildSpan(f: ExchangeFacts): UsageSpan {
     ...(usage.characters !== undefined ? { characters: usage.characters } : {}),
     ...(usage.audioSeconds !== undefined ? { audioSeconds: usage.audioSeconds } : {}),
     estimated: usage.estimated,
-    costUsd: billable ? costUsd(model?.price, f.routeKind, usage) : '0',
+    costUsd: billable ? costUsd(served?.price, f.routeKind, usage) : '0',
     configVersion: md.config_version ?? f.snapshot?.version ?? 0,
     error: f.error,
     serverAddress: upstream ? hostOf(upstream) : '',

@@ -121,7 +121,7 @@ describe('edge usage observer', () => {
     const { sink, open } = setup();
     const base = testSnapshot();
     const tts = base.models.get('smallest')!.get('lightning-v3.1')!;
-    const dearer = { ...tts, price: { perThousandChars: '1' } };
+    const dearer = { ...tts, accounts: tts.accounts.map((a) => ({ ...a, price: { perThousandChars: '1' } })) };
     const snapshot = { ...base, version: 8, models: new Map([['smallest', new Map([['lightning-v3.1', dearer]])]]) };
     const o = open({ snapshot }, { ...TTS, characters: 1000, config_version: 8 });
     o.end({ status: 200 });

@@ -155,7 +155,7 @@ class UsageObserver implements ExchangeObserver {
           status: outcome.status,
           ...(outcome.closeCode !== undefined ? { closeCode: outcome.closeCode } : {}),
           decision: this.#decision.kind,
-          metadata: this.#decision.metadata,
+          metadata: outcome.account !== undefined ? { ...this.#decision.metadata, account: outcome.account } : this.#decision.metadata,
           routeKind: this.#decision.metadata.route_kind ?? x.routeKind,
           bytesIn: this.#bytesIn,
           bytesOut: this.#bytesOut,

@@ -4,25 +4,24 @@
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createAuthorizer } from '../../core/decision/authorizer.ts';
-import { StaticSnapshotSource } from '../../core/config/snapshot.ts';
 import { composeObservers } from '../../core/exchange/compose-observers.ts';
 import { createGrpcAuthorizer } from '../../adapters/envoy/authz-client.ts';
 import { createExchangeMetrics } from '../../adapters/prometheus/exchange-metrics.ts';
 import { usageMetrics } from '../../adapters/prometheus/usage-metrics.ts';
-import { closing, defineCommand, loadConfig, report, serve } from '../command.ts';
+import { closing, defineCommand, report, serve } from '../command.ts';
+import { configSourceFromFlags } from '../config-source.ts';
 import { edgeComponent, sidePortComponent } from '../components/listeners.ts';
 import { telemetryComponent } from '../components/telemetry.ts';
 import { usageComponent } from '../components/usage.ts';
 import { limitsComponent, resolveLimitsMode } from '../components/limits.ts';
 import { createLogger } from '../logger.ts';
 import { EDGE_OPTIONS } from '../options.ts';
-import { reloadComponent } from '../reload.ts';
 
 export const edgeCommand = defineCommand("the embedded data plane (Envoy's job where there is no Envoy)", EDGE_OPTIONS, async (o, ctx) => {
-  const snapshot = await loadConfig(ctx, o.config);
-  if (!snapshot) return 1;
-  const source = new StaticSnapshotSource(snapshot);
   const logger = createLogger({ name: 'voicegate-edge', level: ctx.env['LOG_LEVEL'] });
+  const config = await configSourceFromFlags(ctx, o, logger);
+  if (typeof config === 'number') return config;
+  const { source } = config;
   const limitsMode = resolveLimitsMode(o.limits, o.nats);
   if (!limitsMode) {
     report(ctx, '--limits cluster needs NATS (--nats or NATS_URL): the grant ledger is a NATS KV bucket');
@@ -71,11 +70,12 @@ export const edgeCommand = defineCommand("the embedded data plane (Envoy's job w
     closing('configuration', () => source.close()),
     closing('gRPC authz client', () => grpcClient?.close()),
     telemetryComponent('voicegate-edge'),
+    ...config.first,
     usage,
     side,
     limits,
     edge,
-    reloadComponent(source, o.config, logger),
+    ...config.last,
   ];
   return serve(ctx, components, o.drainDelay, () => {
     logger.info({ url: edge.url, authz: o.authz, metricsPort: side.port }, 'edge ready');

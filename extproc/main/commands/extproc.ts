@@ -4,17 +4,16 @@
  * Usage spans go to NATS when --nats (NATS_URL) is set, otherwise to a local file.
  */
 import { createAuthorizer } from '../../core/decision/authorizer.ts';
-import { StaticSnapshotSource } from '../../core/config/snapshot.ts';
 import { createAuthzMetrics } from '../../adapters/prometheus/authz-metrics.ts';
 import { usageMetrics } from '../../adapters/prometheus/usage-metrics.ts';
-import { defineCommand, loadConfig, report, serve } from '../command.ts';
+import { defineCommand, report, serve } from '../command.ts';
+import { configSourceFromFlags } from '../config-source.ts';
 import { grpcComponent, serverTlsFromFlags, sidePortComponent } from '../components/listeners.ts';
 import { telemetryComponent } from '../components/telemetry.ts';
 import { usageComponent } from '../components/usage.ts';
 import { envoyUsageServices } from '../envoy-usage-services.ts';
 import { createLogger } from '../logger.ts';
 import { EXTPROC_OPTIONS } from '../options.ts';
-import { reloadComponent } from '../reload.ts';
 
 export const extprocCommand = defineCommand('the gRPC service Envoy calls: ext_authz Check, ext_proc, access logs, health', EXTPROC_OPTIONS, async (o, ctx) => {
   const tls = serverTlsFromFlags(o);
@@ -22,11 +21,11 @@ export const extprocCommand = defineCommand('the gRPC service Envoy calls: ext_a
     report(ctx, tls);
     return 2;
   }
-  // Configuration is complete and valid before any listener opens.
-  const snapshot = await loadConfig(ctx, o.config);
-  if (!snapshot) return 1;
-  const source = new StaticSnapshotSource(snapshot);
   const logger = createLogger({ name: 'voicegate-extproc', level: ctx.env['LOG_LEVEL'] });
+  // Configuration is complete and valid before any listener opens.
+  const config = await configSourceFromFlags(ctx, o, logger);
+  if (typeof config === 'number') return config;
+  const { source } = config;
   const metrics = createAuthzMetrics();
   const usage = usageComponent({
     ...(o.nats ? { natsUrl: o.nats } : {}),
@@ -52,7 +51,7 @@ export const extprocCommand = defineCommand('the gRPC service Envoy calls: ext_a
     extraServices: envoyUsageServices(usage.sink, source),
   }, { drainTimeoutMs: o.drainTimeout });
   const side = sidePortComponent({ host: o.host, port: o.httpPort, registry: metrics.registry, ready: () => source.current() !== undefined });
-  const components = [telemetryComponent('voicegate-extproc'), usage, side, grpc, reloadComponent(source, o.config, logger)];
+  const components = [telemetryComponent('voicegate-extproc'), ...config.first, usage, side, grpc, ...config.last];
   return serve(ctx, components, o.drainDelay, () => {
     logger.info({ ...(o.socket ? { grpcSocket: o.socket } : { grpcPort: grpc.port }), grpcTls: Boolean(tls), httpPort: side.port, config: source.current()?.origin }, 'extproc ready');
   });
