@@ -85,61 +85,75 @@ export function gatewayToken(): Promise<string> {
 
 /**
  * Starts simulator (or stub) → edge (in-proc) [+ extproc and edge (gRPC)] [+ peers], every child
- * pinned to the SUT core.
+ * pinned to the SUT core. Only the upstream comes first (every other child needs its port); the
+ * rest start side by side (each child is pinned once READY, so startup uses both cores).
  */
 export async function startTopology(s: BenchSettings, o: TopologyOptions): Promise<Topology> {
+  const t0 = Date.now();
   const cpu = { ...(s.cpu.pinned ? { cpu: s.cpu.sutCpu } : {}), nodeFlags: o.nodeFlags ?? [] };
   const edgeFlags = { nodeFlags: [...(o.nodeFlags ?? []), ...s.edgeNodeFlags] };
   const started: ServerChild[] = [];
   const stop = async () => {
-    for (const c of started.reverse()) await c.stop();
+    await Promise.all(started.splice(0).map((c) => c.stop()));
+  };
+  const track = async (p: Promise<ServerChild>): Promise<ServerChild> => {
+    const c = await p;
+    started.push(c);
+    return c;
   };
   try {
-    const sim = o.stub
-      ? await startServer('stub', ['--body', 'json'], cpu)
-      : await startServer(
-          'simulator',
-          ['--profile', o.profile, '--first-audio-ms', String(o.firstAudioMs ?? 100), '--speed-factor', String(o.speedFactor ?? 1)],
-          cpu,
-        );
-    started.push(sim);
+    const sim = await track(
+      o.stub
+        ? startServer('stub', ['--body', 'json'], cpu)
+        : startServer(
+            'simulator',
+            ['--profile', o.profile, '--first-audio-ms', String(o.firstAudioMs ?? 100), '--speed-factor', String(o.speedFactor ?? 1)],
+            cpu,
+          ),
+    );
     const upstream = `http://127.0.0.1:${sim.port}`;
-    const edge = await startServer('edge', ['--upstream', upstream, '--authz', 'inproc'], { ...cpu, ...edgeFlags });
-    started.push(edge);
-    let extproc: ServerChild | undefined;
-    let edgeGrpc: ServerChild | undefined;
-    if (o.grpc) {
-      extproc = await startServer('extproc', ['--upstream', upstream], { ...cpu, ...edgeFlags });
-      started.push(extproc);
-      edgeGrpc = await startServer('edge', ['--upstream', upstream, '--authz', `127.0.0.1:${extproc.port}`], { ...cpu, ...edgeFlags });
-      started.push(edgeGrpc);
-    }
-    const token = await gatewayToken();
-    const targets: Target[] = [
-      { name: 'direct', origin: upstream, prefix: '', authorization: `Bearer ${SIM_KEY}`, gateway: [] },
-      { name: 'edge in-proc', origin: `http://127.0.0.1:${edge.port}`, prefix: '/smallest', authorization: `Bearer ${token}`, gateway: [edge] },
-    ];
-    if (edgeGrpc && extproc) {
-      targets.push({ name: 'edge gRPC', origin: `http://127.0.0.1:${edgeGrpc.port}`, prefix: '/smallest', authorization: `Bearer ${token}`, gateway: [edgeGrpc, extproc] });
-    }
-    const skipped: string[] = [];
     const upstreamUrl = new URL(upstream);
-    for (const name of o.peers ?? []) {
-      let peer: ServerChild | undefined;
+    const edgeP = track(startServer('edge', ['--upstream', upstream, '--authz', 'inproc'], { ...cpu, ...edgeFlags }));
+    const grpcP = o.grpc
+      ? track(startServer('extproc', ['--upstream', upstream], { ...cpu, ...edgeFlags })).then(async (extproc) => ({
+          extproc,
+          edgeGrpc: await track(startServer('edge', ['--upstream', upstream, '--authz', `127.0.0.1:${extproc.port}`], { ...cpu, ...edgeFlags })),
+        }))
+      : Promise.resolve(undefined);
+    const peerP = (o.peers ?? []).map(async (name): Promise<ServerChild | string> => {
       try {
-        peer = await startPeer(name, upstreamUrl, { cpu: s.cpu, nodeFlags: o.nodeFlags ?? [] }, s.log);
+        const peer = await startPeer(name, upstreamUrl, { cpu: s.cpu, nodeFlags: o.nodeFlags ?? [] }, s.log);
+        if (!peer) return `${name}: not installed`;
+        started.push(peer);
+        return peer;
       } catch (err) {
         // A peer that fails to start costs its rows, not the run.
         const why = (err as Error).message.split('\n').slice(0, 3).join(' ');
         s.log(`  ${name} skipped: ${why}`);
-        skipped.push(`${name}: ${why}`);
-        continue;
+        return `${name}: ${why}`;
       }
-      if (!peer) {
-        skipped.push(`${name}: not installed`);
-        continue;
+    });
+    // allSettled first: on a failure every child that did start is in `started` before stop() runs.
+    const [edgeR, grpcR, tokenR, ...peerR] = await Promise.allSettled([edgeP, grpcP, gatewayToken(), ...peerP]);
+    for (const r of [edgeR, grpcR, tokenR]) if (r.status === 'rejected') throw r.reason;
+    const edge = (edgeR as PromiseFulfilledResult<ServerChild>).value;
+    const grpc = (grpcR as PromiseFulfilledResult<{ extproc: ServerChild; edgeGrpc: ServerChild } | undefined>).value;
+    const token = (tokenR as PromiseFulfilledResult<string>).value;
+    const targets: Target[] = [
+      { name: 'direct', origin: upstream, prefix: '', authorization: `Bearer ${SIM_KEY}`, gateway: [] },
+      { name: 'edge in-proc', origin: `http://127.0.0.1:${edge.port}`, prefix: '/smallest', authorization: `Bearer ${token}`, gateway: [edge] },
+    ];
+    if (grpc) {
+      targets.push({ name: 'edge gRPC', origin: `http://127.0.0.1:${grpc.edgeGrpc.port}`, prefix: '/smallest', authorization: `Bearer ${token}`, gateway: [grpc.edgeGrpc, grpc.extproc] });
+    }
+    const skipped: string[] = [];
+    (o.peers ?? []).forEach((name, i) => {
+      const r = peerR[i]!;
+      const peer = r.status === 'fulfilled' ? r.value : String(r.reason);
+      if (typeof peer === 'string') {
+        skipped.push(peer);
+        return;
       }
-      started.push(peer);
       // Peers forward the client's own credential, like a call made direct; no prefix to strip.
       targets.push({
         name,
@@ -149,12 +163,46 @@ export async function startTopology(s: BenchSettings, o: TopologyOptions): Promi
         gateway: [peer],
         ...(name === 'portkey' ? { rest: { path: PORTKEY_PATH, body: PORTKEY_BODY, headers: portkeyHeaders(upstreamUrl) } } : {}),
       });
-    }
-    return { upstream: sim, edge, ...(extproc ? { extproc } : {}), ...(edgeGrpc ? { edgeGrpc } : {}), targets, skipped, stop };
+    });
+    s.log(`  ${started.length} servers started in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    return { upstream: sim, edge, ...(grpc ? grpc : {}), targets, skipped, stop };
   } catch (err) {
+    // Every start has settled by now (allSettled), so `started` holds every child that came up.
     await stop();
     throw err;
   }
+}
+
+let shared: { readonly key: string; readonly topology: Promise<Topology> } | undefined;
+
+/**
+ * The topology of `o`, started once and kept for the next case that asks for the same one (cases 1
+ * and 2 run the same servers; case 3 borrows its extproc): a quick run spends its budget measuring,
+ * not starting children. Cases never stop it; the runner does, with {@link releaseSharedTopology}.
+ */
+export function sharedTopology(s: BenchSettings, o: TopologyOptions): Promise<Topology> {
+  const key = JSON.stringify(o);
+  if (shared?.key !== key) {
+    const previous = shared;
+    const topology = (previous ? releaseSharedTopology() : Promise.resolve()).then(() => startTopology(s, o));
+    shared = { key, topology };
+    // A failed start is not kept: the next case starts afresh.
+    topology.catch(() => {
+      if (shared?.topology === topology) shared = undefined;
+    });
+  }
+  return shared.topology;
+}
+
+/** The shared topology if one is running (and started), else undefined. */
+export async function currentSharedTopology(): Promise<Topology | undefined> {
+  return shared ? shared.topology.catch(() => undefined) : undefined;
+}
+
+export async function releaseSharedTopology(): Promise<void> {
+  const current = shared;
+  shared = undefined;
+  if (current) await current.topology.then((t) => t.stop(), () => undefined);
 }
 
 /** Sum of CPU seconds used so far by a set of processes. */

@@ -238,10 +238,15 @@ function postOnce(url: URL, headers: Record<string, string>, body: string): Prom
 
 /** One TTS request through Portkey to a stub upstream that answers `audio/wav`, and the same request direct. */
 async function probePortkeyAudio(entry: string, p: PeerStart): Promise<string> {
-  const stub = await startServer('stub', ['--body', 'audio'], pin(p));
-  let portkey: ServerChild | undefined;
+  const [stubR, portkeyR] = await Promise.allSettled([startServer('stub', ['--body', 'audio'], pin(p)), startPortkey(entry, p)]);
+  if (stubR.status === 'rejected' || portkeyR.status === 'rejected') {
+    if (portkeyR.status === 'fulfilled') await portkeyR.value.stop();
+    if (stubR.status === 'fulfilled') await stubR.value.stop();
+    throw stubR.status === 'rejected' ? stubR.reason : (portkeyR as PromiseRejectedResult).reason;
+  }
+  const stub = stubR.value;
+  const portkey = portkeyR.value;
   try {
-    portkey = await startPortkey(entry, p);
     const upstream = new URL(`http://127.0.0.1:${stub.port}`);
     const direct = await postOnce(new URL(`${upstream.origin}${PORTKEY_PATH}`), {}, PORTKEY_BODY);
     const via = await postOnce(new URL(`http://127.0.0.1:${portkey.port}${PORTKEY_PATH}`), { ...portkeyHeaders(upstream), authorization: 'Bearer bench-probe' }, PORTKEY_BODY);
@@ -249,7 +254,6 @@ async function probePortkeyAudio(entry: string, p: PeerStart): Promise<string> {
     const relayed = via.status === direct.status && via.body.equals(direct.body);
     return `upstream answered ${direct.status} ${direct.type}, ${direct.body.length} bytes; through Portkey on Node ${process.version} the client got ${via.status} ${via.type || '(no content-type)'}, ${via.body.length} bytes${shown} — audio ${relayed ? 'relayed intact' : 'NOT relayed'}`;
   } finally {
-    await portkey?.stop();
-    await stub.stop();
+    await Promise.all([portkey.stop(), stub.stop()]);
   }
 }

@@ -212,8 +212,13 @@ export function startServer(name: ServerName, args: readonly string[], opts: Chi
   installHandlers();
   const node = [...(opts.nodeFlags ?? []), join(REPO_ROOT, 'bin', 'run-ts.js'), join(REPO_ROOT, 'bench', 'servers', `${name}.ts`), ...args];
   const spawnOpts = { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'] as ('pipe')[], detached: opts.tree === true };
+  // A single Node process starts unpinned and is pinned once READY (below): startup (tsx, module
+  // loading) is CPU-bound and nothing is measured while a topology starts, so children starting
+  // together use both cores. A tree is pinned from the start: its later processes (nginx's worker)
+  // may not exist yet when READY arrives, and they inherit the affinity.
+  const pinLater = opts.cpu !== undefined && !opts.tree;
   const child =
-    opts.cpu === undefined
+    opts.cpu === undefined || pinLater
       ? spawn(process.execPath, node, spawnOpts)
       : spawn('taskset', ['-c', String(opts.cpu), process.execPath, ...node], spawnOpts);
   live.add(child);
@@ -250,6 +255,15 @@ export function startServer(name: ServerName, args: readonly string[], opts: Chi
         }
       });
       const pid = child.pid!;
+      if (pinLater) {
+        try {
+          // Every thread (libuv pool, V8 platform): what runs from now on is measured on the SUT core.
+          execFileSync('taskset', ['-a', '-cp', String(opts.cpu), String(pid)], { stdio: 'ignore' });
+        } catch (err) {
+          fail(`could not pin to CPU ${opts.cpu}: ${(err as Error).message}`);
+          return;
+        }
+      }
       resolve({
         name: label,
         pid,

@@ -17,7 +17,7 @@ import { jwtVerify } from './cases/jwt-verify.ts';
 import { sseLatency } from './cases/sse.ts';
 import { websocketRelay } from './cases/websocket.ts';
 import { REPO_ROOT } from './config.ts';
-import type { BenchSettings } from './harness.ts';
+import { releaseSharedTopology, type BenchSettings } from './harness.ts';
 import { machineBusySeconds, ownCpuSeconds, pinSelf, planCpus, stopAll } from './processes.ts';
 import { peerStatuses, portkeyAudioProbe, preparePeers } from './peers.ts';
 import { renderNotes, renderTable, rowGoals, type CaseResult } from './report.ts';
@@ -30,6 +30,9 @@ const CASES: ReadonlyArray<readonly [number, string, (s: BenchSettings) => Promi
   [5, 'SSE time to first/last event', sseLatency],
   [6, 'WebSocket relay and idle memory', websocketRelay],
 ];
+
+/** Cases that run on (or borrow from) the servers of cases 1–2. */
+const SHARING_CASES = [1, 2, 3];
 
 const USAGE = 'usage: npm run bench [-- --quick] [--only 1,2,…] [--rounds N] [--cpu-prof]';
 
@@ -82,11 +85,13 @@ async function main(): Promise<number> {
     settings.log('peers:');
     await preparePeers({ cpu }, settings.log);
   }
+  const peersSeconds = (Date.now() - started) / 1000;
 
   const results: CaseResult[] = [];
   const foreign: Record<number, number> = {};
-  for (const [id, name, run] of CASES) {
-    if (only && !only.includes(id)) continue;
+  const walls: Record<number, number> = {};
+  const selected = CASES.filter(([id]) => !only || only.includes(id));
+  for (const [k, [id, name, run]] of selected.entries()) {
     const t0 = Date.now();
     const busy0 = machineBusySeconds();
     const own0 = ownCpuSeconds();
@@ -98,9 +103,14 @@ async function main(): Promise<number> {
     foreign[id] = others;
     const warn = others > 0.15 ? ' — figures of this case are disturbed; rerun on a quiet machine' : '';
     results.push({ ...result, notes: [...result.notes, `Other processes used ${others.toFixed(2)} cores on average during this case${warn}.`] });
+    walls[id] = wall;
     settings.log(`case ${id} done in ${wall.toFixed(1)} s (other processes: ${others.toFixed(2)} cores)`);
+    // Cases 1–3 share one set of servers (bench/harness.ts); stop it once no later case wants it.
+    const next = selected[k + 1]?.[0];
+    if (next === undefined || !SHARING_CASES.includes(next)) await releaseSharedTopology();
   }
   const seconds = (Date.now() - started) / 1000;
+  const wallLine = `Wall time: ${seconds.toFixed(0)} s — peers ${peersSeconds.toFixed(1)} s, ${Object.entries(walls).map(([id, w]) => `case ${id} ${w.toFixed(1)} s`).join(', ')}.`;
 
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
@@ -111,6 +121,8 @@ async function main(): Promise<number> {
     `## voicegate benchmark — ${new Date().toISOString()}`,
     '',
     `\`${command}\` · Node ${process.version} · ${cpu.cores} × ${cpuModel} · ${values.quick ? 'quick' : 'full'} run, ${rounds} rounds, ${seconds.toFixed(0)} s · goals met: ${met.filter(Boolean).length}/${met.length}`,
+    '',
+    wallLine,
     '',
     `Pinning: ${cpu.note}. Other processes on the machine: ${Object.entries(foreign).map(([id, c]) => `case ${id} ${c.toFixed(2)}`).join(', ')} cores on average.`,
     '',
@@ -129,6 +141,7 @@ async function main(): Promise<number> {
     mode: values.quick ? 'quick' : 'full',
     rounds,
     seconds,
+    caseSeconds: walls,
     otherProcessesCores: foreign,
     peers,
     ...(audio ? { portkeyAudioProbe: audio } : {}),
@@ -140,6 +153,7 @@ async function main(): Promise<number> {
   writeFileSync(join(resultsDir, `${base}.json`), `${JSON.stringify(json, null, 2)}\n`);
   process.stdout.write(`${md}\n`);
   settings.log(`written: bench/results/${base}.md, bench/results/${base}.json`);
+  settings.log(wallLine);
   return 0;
 }
 

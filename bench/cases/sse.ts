@@ -1,6 +1,6 @@
 /**
- * Case 5 — SSE: time to the first and to the last event of a ~2-second TTS stream (32 characters,
- * the simulator's realistic profile at real time: first audio after 100 ms, then paced at 1×),
+ * Case 5 — SSE: time to the first and to the last event of a ~2-second TTS stream (32 characters;
+ * 16, ~1 s, in --quick; the simulator's realistic profile at real time: first audio after 100 ms, then paced at 1×),
  * directly, through both edges and through the peers that relay SSE (the Node floor, nginx with
  * proxy_buffering off; Portkey cannot relay a non-JSON answer on Node 20), side by side in every batch.
  */
@@ -12,10 +12,13 @@ import type { PeerName } from '../peers.ts';
 import type { CaseResult, Goal, Row } from '../report.ts';
 import { againstBaseline, median, spread } from '../stats.ts';
 
-const CASE = '5 SSE, 2 s TTS stream';
+/** Full runs stream ~2 s of audio; quick runs ~1 s (the first-event figure, the goal, is the same). */
+const caseName = (quick: boolean) => `5 SSE, ${quick ? 1 : 2} s TTS stream`;
 /** 32 characters ≈ 2 s of speech at the simulator's 16 characters per second. */
 const TEXT = 'Hello from the voicegate bench!!';
-const BODY = JSON.stringify({ text: TEXT, voice_id: 'magnus', sample_rate: 24000 });
+/** 16 characters ≈ 1 s: the quick run's stream, which halves the case's wall time. */
+const QUICK_TEXT = 'Hello, voicegate';
+const bodyOf = (text: string) => JSON.stringify({ text, voice_id: 'magnus', sample_rate: 24000 });
 /** Quick runs warm up on a 2-character stream (~0.2 s): same code paths, a tenth of the wait. */
 const WARMUP_BODY = JSON.stringify({ text: 'Hi', voice_id: 'magnus', sample_rate: 24000 });
 /** Streams at once in every batch (one batch per path per round). */
@@ -35,7 +38,7 @@ interface Batch {
  * together, the paths would queue behind each other's synthesis in the simulator on the shared
  * core, and the path with more hops would always arrive last.
  */
-async function batch(targets: readonly Target[], agents: ReadonlyMap<string, http.Agent>, body = BODY): Promise<Map<string, Batch>> {
+async function batch(targets: readonly Target[], agents: ReadonlyMap<string, http.Agent>, body: string): Promise<Map<string, Batch>> {
   const runs: (readonly [string, Batch])[] = [];
   for (const t of targets) {
     runs.push(
@@ -61,10 +64,12 @@ export async function sseLatency(s: BenchSettings): Promise<CaseResult> {
   const topo = await startTopology(s, { profile: 'realistic', grpc: true, firstAudioMs: FIRST_AUDIO_MS, speedFactor: 1, peers: SSE_PEERS });
   const agents = new Map(topo.targets.map((t) => [t.name, new http.Agent({ keepAlive: true, maxSockets: PER_PATH })]));
   try {
-    await batch(topo.targets, agents, s.quick ? WARMUP_BODY : BODY);
+    const text = s.quick ? QUICK_TEXT : TEXT;
+    const body = bodyOf(text);
+    await batch(topo.targets, agents, s.quick ? WARMUP_BODY : body);
     const per: Record<string, Batch[]> = {};
     for (let r = 0; r < rounds; r++) {
-      const b = await batch(topo.targets.map((_, i) => topo.targets[(i + r) % topo.targets.length]!), agents);
+      const b = await batch(topo.targets.map((_, i) => topo.targets[(i + r) % topo.targets.length]!), agents, body);
       for (const [name, x] of b) (per[name] ??= []).push(x);
       s.log(`  round ${r + 1}/${rounds}: ${topo.targets.map((t) => `${t.name} first ${b.get(t.name)!.firstMs.toFixed(2)} ms`).join(', ')}`);
     }
@@ -80,7 +85,7 @@ export async function sseLatency(s: BenchSettings): Promise<CaseResult> {
       for (const t of topo.targets) {
         const v = perPath[t.name]!;
         rows.push({
-          case: CASE,
+          case: caseName(s.quick),
           metric,
           path: t.name,
           unit: 'ms',
@@ -96,7 +101,7 @@ export async function sseLatency(s: BenchSettings): Promise<CaseResult> {
       title: 'SSE',
       rows,
       notes: [
-        `POST ${TTS_SSE_PATH}, ${TEXT.length} characters at 24 kHz → ${direct[0]!.events} events over ~2 s (simulator: first audio after ${FIRST_AUDIO_MS} ms, speed factor 1). Each round is one batch of ${PER_PATH} concurrent streams per path on kept-alive connections, paths in turn (rotating order), ${rounds} rounds after a warm-up batch; each figure is the batch median, then median (min … max) over rounds, "added" the per-batch difference to direct. The simulator paces with timers (±1 ms), which bounds how small an added time can be resolved; for the same reason a peer ratio of an added time near 1 ms is coarse.`,
+        `POST ${TTS_SSE_PATH}, ${text.length} characters at 24 kHz → ${direct[0]!.events} events over ~${s.quick ? 1 : 2} s (simulator: first audio after ${FIRST_AUDIO_MS} ms, speed factor 1). Each round is one batch of ${PER_PATH} concurrent streams per path on kept-alive connections, paths in turn (rotating order), ${rounds} rounds after a warm-up batch; each figure is the batch median, then median (min … max) over rounds, "added" the per-batch difference to direct. The simulator paces with timers (±1 ms), which bounds how small an added time can be resolved; for the same reason a peer ratio of an added time near 1 ms is coarse.`,
         ...topo.skipped.map((x) => `Peer skipped: ${x}.`),
       ],
       raw: per,

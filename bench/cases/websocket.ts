@@ -8,7 +8,7 @@
 import WebSocket from 'ws';
 import { closeSockets, isChunkFrame, openSocket, TTS_WS_PATH, usSince, WS_TTS_REQUEST } from '../clients.ts';
 import { compareWithPeers } from '../compare.ts';
-import { startTopology, VOICEGATE_PATHS, type BenchSettings, type Target } from '../harness.ts';
+import { startTopology, VOICEGATE_PATHS, type BenchSettings, type Target, type Topology } from '../harness.ts';
 import type { PeerName } from '../peers.ts';
 import type { ServerChild } from '../processes.ts';
 import type { CaseResult, Row } from '../report.ts';
@@ -104,8 +104,7 @@ interface Memory {
  * a full GC before each reading). One relay at a time: its sessions are opened, its RSS read, and
  * closed again before the next relay's, the edge first so that the simulator's figure is its own.
  */
-async function idleMemory(s: BenchSettings, sessions: number): Promise<Memory> {
-  const topo = await startTopology(s, { profile: 'instant', grpc: false, nodeFlags: ['--expose-gc'], peers: WS_PEERS });
+async function idleMemory(topo: Topology, sessions: number, settleMs: number): Promise<Memory> {
   const gcAll = (c: ServerChild) => {
     c.collectGarbage();
     topo.upstream.collectGarbage();
@@ -118,7 +117,7 @@ async function idleMemory(s: BenchSettings, sessions: number): Promise<Memory> {
       const relay = t.gateway[0]!;
       const read = async () => {
         gcAll(relay);
-        await settle(1_000);
+        await settle(settleMs);
         return { relay: relay.rssKiB(), sim: topo.upstream.rssKiB() };
       };
       // Warm the code paths and the pools first so that one-off allocations are not charged to sessions.
@@ -130,7 +129,7 @@ async function idleMemory(s: BenchSettings, sessions: number): Promise<Memory> {
           const n = Math.min(OPEN_BATCH, sessions - open.length);
           open.push(...(await Promise.all(Array.from({ length: n }, () => openSocket(wsUrl(t), t.authorization)))));
         }
-        await settle(1_000);
+        await settle(settleMs);
         const after = await read();
         relays[t.name] = { beforeKiB: before.relay, afterKiB: after.relay };
         if (t.name === 'edge in-proc') sim = { before: before.sim, after: after.sim };
@@ -146,14 +145,27 @@ async function idleMemory(s: BenchSettings, sessions: number): Promise<Memory> {
 
 export async function websocketRelay(s: BenchSettings): Promise<CaseResult> {
   const perRound = s.quick ? 400 : 2_000;
-  const floodSeconds = s.quick ? 1.5 : 5;
+  const floodSeconds = s.quick ? 1 : 5;
   const sessions = s.quick ? 2_000 : 5_000;
-  const topo = await startTopology(s, { profile: 'instant', grpc: false, peers: WS_PEERS });
+  const settleMs = s.quick ? 500 : 1_000;
+  // Both sets of servers start together (both cores; nothing is measured yet). The memory set then
+  // sits idle, nothing running through it, until its turn.
+  const [relayR, memR] = await Promise.allSettled([
+    startTopology(s, { profile: 'instant', grpc: false, peers: WS_PEERS }),
+    startTopology(s, { profile: 'instant', grpc: false, nodeFlags: ['--expose-gc'], peers: WS_PEERS }),
+  ]);
+  if (relayR.status === 'rejected' || memR.status === 'rejected') {
+    if (relayR.status === 'fulfilled') await relayR.value.stop();
+    if (memR.status === 'fulfilled') await memR.value.stop();
+    throw relayR.status === 'rejected' ? relayR.reason : (memR as PromiseRejectedResult).reason;
+  }
+  const topo = relayR.value;
+  const memTopo = memR.value;
   try {
     const targets = topo.targets;
     for (const t of targets) {
       await pingPong(t, s.quick ? 200 : 1_000);
-      await flood(t, 1);
+      await flood(t, s.quick ? 0.5 : 1);
     }
     const lat: Record<string, LatencySummary[]> = {};
     const rate: Record<string, number[]> = {};
@@ -188,7 +200,7 @@ export async function websocketRelay(s: BenchSettings): Promise<CaseResult> {
     }
     await topo.stop();
     s.log(`  opening ${sessions} idle sessions through a fresh edge…`);
-    const mem = await idleMemory(s, sessions);
+    const mem = await idleMemory(memTopo, sessions, settleMs);
     const baseRate = spread(rate['direct']!).median;
     const rateVs = compareWithPeers(rate, { subjects: VOICEGATE_PATHS, peers: WS_PEERS, of: 'value' });
     for (const t of targets) {
@@ -228,12 +240,12 @@ export async function websocketRelay(s: BenchSettings): Promise<CaseResult> {
       rows,
       notes: [
         `TTS WebSocket (${TTS_WS_PATH}); each request is a 2-character text at 8 kHz answered by one audio frame (~2.7 KB). Round trip: request → audio frame on one socket, ${perRound} per round; messages/s: ${CONNECTIONS} sockets with ${WINDOW} requests each in flight for ${floodSeconds} s, counting request and audio frames (2 per exchange); ${s.rounds} rounds after a warm-up.`,
-        `Idle memory: VmRSS of each relay (nginx: master + worker) before and after opening ${mem.sessions.toLocaleString('en-US')} sessions through it (each is a client socket plus an upstream socket in the relay), on a fresh simulator, edge and peers (the Node ones started with --expose-gc), one relay at a time (its sessions closed before the next), after a warm-up of ${OPEN_BATCH} sessions, each reading after a full GC and 1 s of settling: ${Object.entries(mem.relays).map(([k, m]) => `${k} ${mib(m.beforeKiB)} → ${mib(m.afterKiB)} MiB`).join(', ')}, simulator ${mib(mem.simBeforeKiB)} → ${mib(mem.simAfterKiB)} MiB during the edge's sessions. Single measurement (no rounds). The simulator row is the same sessions' cost at the upstream, as a reference for a plain \`ws\` server session; "vs peers" on memory divides the edge's KiB by the peer's (below 1: leaner).`,
+        `Idle memory: VmRSS of each relay (nginx: master + worker) before and after opening ${mem.sessions.toLocaleString('en-US')} sessions through it (each is a client socket plus an upstream socket in the relay), on a fresh simulator, edge and peers (the Node ones started with --expose-gc), one relay at a time (its sessions closed before the next), after a warm-up of ${OPEN_BATCH} sessions, each reading after a full GC and ${settleMs / 1000} s of settling: ${Object.entries(mem.relays).map(([k, m]) => `${k} ${mib(m.beforeKiB)} → ${mib(m.afterKiB)} MiB`).join(', ')}, simulator ${mib(mem.simBeforeKiB)} → ${mib(mem.simAfterKiB)} MiB during the edge's sessions. Single measurement (no rounds). The simulator row is the same sessions' cost at the upstream, as a reference for a plain \`ws\` server session; "vs peers" on memory divides the edge's KiB by the peer's (below 1: leaner).`,
         ...[...topo.skipped, ...mem.skipped].map((x) => `Peer skipped: ${x}.`),
       ],
       raw: { latency: lat, rate, memory: mem },
     };
   } finally {
-    await topo.stop();
+    await Promise.all([topo.stop(), memTopo.stop()]);
   }
 }
