@@ -5,10 +5,12 @@ import { recentSnapshots } from '../core/usage/recent-snapshots.ts';
 import { registerAccessLogService } from '../adapters/envoy/access-log-service.ts';
 import { registerExtProcService } from '../adapters/envoy/ext-proc-service.ts';
 import type { ExtprocServerOptions } from '../adapters/envoy/server.ts';
+import type { SlotTable } from '../core/limits/slots.ts';
 
-export function envoyUsageServices(sink: SpanSink, source: SnapshotSource): ExtprocServerOptions['extraServices'] {
+/** `slots`: the table Check holds its leases in (limits under Envoy); both services release from it. */
+export function envoyUsageServices(sink: SpanSink, source: SnapshotSource, slots?: SlotTable): ExtprocServerOptions['extraServices'] {
   return [
-    (s, protos) => registerExtProcService(s, protos, sink),
-    (s, protos) => registerAccessLogService(s, protos, sink, { snapshot: recentSnapshots(source) }),
+    (s, protos) => registerExtProcService(s, protos, sink, slots),
+    (s, protos) => registerAccessLogService(s, protos, sink, { snapshot: recentSnapshots(source), ...(slots ? { slots } : {}) }),
   ];
 }

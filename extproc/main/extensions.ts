@@ -33,5 +33,7 @@ export interface MainExtensions {
   readonly upstreamSimulator?: UpstreamSimulator;
   readonly stdout?: (text: string) => void;
   readonly stderr?: (text: string) => void;
+  /** What `-` reads (`voicegate admin accounts set-token NAME --provider-token-file -`); default process.stdin. */
+  readonly stdin?: AsyncIterable<Uint8Array | string>;
   readonly env?: Readonly<Record<string, string | undefined>>;
 }

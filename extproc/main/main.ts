@@ -9,7 +9,9 @@
  * ac.abort(); // drains, waits --drain-delay, closes; `code` resolves to 0
  */
 import type { Command, RunContext } from './command.ts';
+import { adminCommand } from './commands/admin.ts';
 import { aggregatorCommand } from './commands/aggregator.ts';
+import { applyCommand } from './commands/apply.ts';
 import { certsCommand } from './commands/certs.ts';
 import { controlCommand } from './commands/control.ts';
 import { edgeCommand } from './commands/edge.ts';
@@ -33,6 +35,8 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   'otel-export': otelExportCommand,
   usage: usageCommand,
   control: controlCommand,
+  admin: adminCommand,
+  apply: applyCommand,
 };
 
 function fromExtension(ext: ExtensionCommand): Command {

@@ -26,7 +26,10 @@ export const DEFAULT_PUBLIC_HOST = '0.0.0.0';
 export const DEFAULT_LOCAL_HOST = '127.0.0.1';
 export const DEFAULT_EDGE_PORT = 8080;
 export const DEFAULT_GRPC_PORT = 50051;
-export const DEFAULT_START_HTTP_PORT = 8081;
+/** 9464, not 8081: `start`'s admin API takes 8081, where `voicegate control` and `voicegate admin` expect it. */
+export const DEFAULT_START_HTTP_PORT = 9464;
+export const DEFAULT_START_ADMIN_PORT = 8081;
+export const DEFAULT_START_DATA_DIR = '.voicegate/control';
 export const DEFAULT_EXTPROC_HTTP_PORT = 9464;
 export const DEFAULT_EDGE_HTTP_PORT = 9465;
 export const DEFAULT_START_SPOOL_DIR = '.voicegate';
@@ -36,6 +39,8 @@ export const DEFAULT_EDGE_SPOOL_DIR = '.voicegate/edge';
 export const DEFAULT_DRAIN_DELAY_MS = 0;
 /** Envoy's `--drain-time-s` is 600 s; Kubernetes' default grace period (30 s) is what bounds a pod. */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
+/** Envoy opens a request's ext_proc stream right after Check allows; 5 s is ample (core/limits/slots.ts). */
+export const DEFAULT_SLOT_CLAIM_TIMEOUT_MS = 5_000;
 /** The longest wait between the edge's reconnect attempts to the decision service. */
 export const DEFAULT_AUTHZ_RECONNECT_MAX_MS = 1000;
 /** The edge's gRPC decision deadline: above Envoy's 200 ms, which a loaded machine can exceed. */
@@ -135,8 +140,11 @@ export const START_OPTIONS = {
   spoolDir: withDefault(FLAGS.spoolDir, DEFAULT_START_SPOOL_DIR),
   ...usageFiles,
   ...spanStream,
-  database: FLAGS.database,
+  database: { ...FLAGS.database, help: 'PostgreSQL of the embedded control plane (needs VOICEGATE_KEK) and, with --nats, of the usage roll-ups; without it the control plane runs on PGlite under --data-dir' },
   durable: FLAGS.durable,
+  control: flag({ flag: 'control', value: 'embedded|off', help: 'accounts and models from the embedded control plane (admin API on --admin-port; the file seeds an empty store), or from the file alone (off)', fallback: 'embedded', schema: oneOf(['embedded', 'off']) }),
+  adminPort: withDefault(optional({ flag: 'admin-port', value: 'PORT', help: 'port of the admin API (/admin/v1) of the embedded control plane, on --host', schema: PORT }), DEFAULT_START_ADMIN_PORT),
+  dataDir: flag({ flag: 'data-dir', value: 'DIR', help: "PGlite's data without --database (the development KEK goes in its parent folder); one process per folder", fallback: DEFAULT_START_DATA_DIR, schema: TEXT }),
   drainDelay: FLAGS.drainDelay,
   drainTimeout: FLAGS.drainTimeout,
 };
@@ -148,6 +156,10 @@ export const EXTPROC_OPTIONS = {
   port: withDefault({ ...FLAGS.port, help: 'port of the gRPC services Envoy calls' }, DEFAULT_GRPC_PORT),
   socket: optional({ flag: 'socket', value: 'PATH', help: 'serve gRPC on this Unix socket (mode 0600) instead of --host:--port', schema: TEXT }),
   ...grpcTls,
+  // Check takes the units of what it allows (REST, SSE, STT WebSockets), leased like the edge's.
+  limits: edgeLimits.limits,
+  grantBucket: edgeLimits.grantBucket,
+  slotClaimTimeout: flag({ flag: 'slot-claim-timeout', value: 'MS', help: "units Check took are released when no ext_proc stream claims them within this (ms, or 5s)", fallback: DEFAULT_SLOT_CLAIM_TIMEOUT_MS, schema: DEADLINE_MS }),
   httpPort: withDefault(FLAGS.httpPort, DEFAULT_EXTPROC_HTTP_PORT),
   spoolDir: withDefault(FLAGS.spoolDir, DEFAULT_EXTPROC_SPOOL_DIR),
   ...usageFiles,
@@ -242,5 +254,9 @@ export const CONTROL_OPTIONS = {
   tlsCert: optional({ flag: 'tls-cert', value: 'FILE', env: 'VOICEGATE_CONTROL_TLS_CERT', help: 'serve HTTPS with this certificate (PEM); with --tls-key', schema: TEXT }),
   tlsKey: optional({ flag: 'tls-key', value: 'FILE', env: 'VOICEGATE_CONTROL_TLS_KEY', help: 'private key of --tls-cert (PEM)', schema: TEXT }),
   insecure: flag({ flag: 'insecure', help: 'serve plain HTTP on a non-loopback --listen (bearer tokens and provider keys in clear)', fallback: false, schema: SWITCH }),
+  nats: { ...FLAGS.nats, help: "NATS server to publish the pods' snapshot to (KV --config-bucket); without it pods read GET /admin/v1/snapshot only" },
+  configBucket: { ...controlPlane.configBucket, help: 'NATS KV bucket of the snapshot, created if missing (large ones in the object store NAME-objects)' },
+  snapshotKeyFile: { ...controlPlane.snapshotKeyFile, help: "keyring sealing the snapshot's provider tokens for pods (id:base64,…; mode 0600); or VOICEGATE_SNAPSHOT_KEY; PGlite without either: a development key beside the data" },
+  podSubject: flag({ flag: 'pod-subject', value: 'SUBJECT', help: 'a subject that may read GET /admin/v1/snapshot besides administrators (repeatable; replaces the default service:voicegate-pods)', multiple: true, fallback: ['service:voicegate-pods'] as string[], schema: z.array(z.string().regex(/^(user|service):[\x21-\x7e]{1,200}$/, 'must be user:<name> or service:<name>')) }),
   drainDelay: FLAGS.drainDelay,
 };

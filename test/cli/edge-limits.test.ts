@@ -43,7 +43,7 @@ async function run(command: 'edge' | 'start', flags: string[]): Promise<Running>
   const args =
     command === 'edge'
       ? ['edge', '--config', config, '--host', '127.0.0.1', '--port', String(port), '--http-port', '0', '--spool-dir', join(dir, `e${port}`), ...flags]
-      : ['start', '--config', config, '--simulator', 'off', '--port', String(port), '--grpc-port', '0', '--http-port', '0', '--spool-dir', join(dir, `s${port}`), ...flags];
+      : ['start', '--config', config, '--simulator', 'off', '--port', String(port), '--grpc-port', '0', '--http-port', '0', '--spool-dir', join(dir, `s${port}`), '--control', 'off', ...flags];
   const code = main(args, ac.signal, { env: QUIET, stdout: () => {}, stderr: (s) => (stderr += s) });
   for (let i = 0; ; i++) {
     const ok = await healthy(port);

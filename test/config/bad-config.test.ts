@@ -151,6 +151,20 @@ const CASES: readonly BadCase[] = [
     ],
   },
   {
+    // `service` would qualify its users as service:<x>, the users service keys are authorized as.
+    name: 'issuer named like a gateway principal prefix',
+    text: (d) => {
+      d.identity.issuers[0].name = 'service';
+      d.identity.issuers.push({ ...d.identity.issuers[0], issuer: 'https://idp2.test', name: 'team' });
+      d.identity.issuers.push({ ...d.identity.issuers[0], issuer: 'https://idp3.test', name: 'system' });
+    },
+    expected: [
+      'identity.issuers[0].name: is reserved (service, team, user, system)',
+      'identity.issuers[1].name: is reserved',
+      'identity.issuers[2].name: is reserved',
+    ],
+  },
+  {
     name: 'several schema problems at once',
     text: (d) => {
       d.version = 2;

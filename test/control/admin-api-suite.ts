@@ -256,6 +256,30 @@ export function adminApiSuite(label: string, open: () => Promise<Engine>): void 
       expect((await call('DELETE', '/admin/v1/accounts/acct-b/models/pulse', { headers: { 'if-match': '"1"' } })).status).toBe(204);
     });
 
+    it('models: max_session_seconds is optional, set and changed by PATCH, cleared by null; a bad value is a 400 naming it', async () => {
+      const path = '/admin/v1/accounts/acct-a/models/lightning-v3.1';
+      const before = await call('GET', path);
+      expect(before.body.max_session_seconds).toBeNull();
+      const v = Number(before.body.version);
+      for (const bad of [0, -1, 2.5, 604_801, 'long']) {
+        expectProblem(await call('PATCH', path, { body: { max_session_seconds: bad }, headers: { 'if-match': `"${v}"` } }), 400, 'max_session_seconds');
+        expectProblem(await call('POST', '/admin/v1/accounts/acct-a/models', { body: { model_id: 'sonic', type: 'tts', max_session_seconds: bad } }), 400, 'max_session_seconds');
+      }
+      const set = await call('PATCH', path, { body: { max_session_seconds: 1800 }, headers: { 'if-match': `"${v}"` } });
+      expect(set.status, set.text).toBe(200);
+      expect(set.body).toMatchObject({ max_session_seconds: 1800, version: v + 1, aliases: ['lightning'] });
+      // A patch that leaves it out keeps it.
+      const kept = await call('PATCH', path, { body: { price: { per_1k_chars: '0.05' } }, headers: { 'if-match': `"${v + 1}"` } });
+      expect(kept.body.max_session_seconds).toBe(1800);
+      expect((await call('GET', path)).body.max_session_seconds).toBe(1800);
+      const cleared = await call('PATCH', path, { body: { max_session_seconds: null }, headers: { 'if-match': `"${v + 2}"` } });
+      expect(cleared.body.max_session_seconds).toBeNull();
+      const created = await call('POST', '/admin/v1/accounts/acct-a/models', { body: { model_id: 'sonic', type: 'tts', max_session_seconds: 600 } });
+      expect(created.status, created.text).toBe(201);
+      expect(created.body.max_session_seconds).toBe(600);
+      expect((await call('DELETE', '/admin/v1/accounts/acct-a/models/sonic', { headers: { 'if-match': '"1"' } })).status).toBe(204);
+    });
+
     it('teams and members', async () => {
       expect((await call('POST', '/admin/v1/teams', { body: { name: 'ops', description: 'operations' } })).status).toBe(201);
       expect((await call('POST', '/admin/v1/teams', { body: { name: 'ops', description: 'operations' } })).status).toBe(200);
@@ -372,7 +396,7 @@ export function adminApiSuite(label: string, open: () => Promise<Engine>): void 
         '    collaborators: { users: [gina] }',
         'models:',
         '  - { name: lightning-v3.1, type: tts, account: acct-a, aliases: [lightning], price: { per_1k_chars: "0.06" } }',
-        '  - { name: pulse, type: stt, account: acct-new }',
+        '  - { name: pulse, type: stt, account: acct-new, max_session_seconds: 900 }',
       ].join('\n');
       const dry = await call('PUT', '/admin/v1/apply?dry_run=true', { raw: doc, headers: { 'content-type': 'application/yaml' } });
       expect(dry.status, dry.text).toBe(200);
@@ -402,6 +426,7 @@ export function adminApiSuite(label: string, open: () => Promise<Engine>): void 
       expect((await engine.store.getAccount('acct-new'))?.secret.set).toBe(true);
       expect(await engine.store.getAccount('acct-b')).toBeUndefined();
       expect((await engine.store.getModel('acct-a', 'lightning-v3.1'))?.price).toEqual({ perThousandChars: '0.06' });
+      expect((await engine.store.getModel('acct-new', 'pulse'))?.maxSessionSeconds).toBe(900);
       const audit = await call('GET', `/admin/v1/audit-events?limit=500`);
       expect(audit.body.items.filter((e: { revision: number }) => e.revision === before + 1).every((e: { actor: string }) => e.actor === 'user:root')).toBe(true);
 
@@ -418,6 +443,7 @@ export function adminApiSuite(label: string, open: () => Promise<Engine>): void 
       expectProblem(await put('accounts: [ { name: x, token: env:MISSING } ]'), 400, 'accounts[0].token');
       expectProblem(await put('bogus: 1'), 400, 'bogus');
       expectProblem(await put('models: [ { name: m, type: tts, account: nowhere } ]'), 400, 'models[0].account');
+      expectProblem(await put('models: [ { name: m, type: tts, account: acct-a, max_session_seconds: 0 } ]'), 400, 'models[0].max_session_seconds');
       expectProblem(await put('accounts: [ { name: x, token: env:APPLY_TOKEN, concurrency: 0 } ]'), 400, 'accounts[0].concurrency');
       expectProblem(await put('accounts: {'), 400);
       const before = await engine.store.currentRevision();

@@ -91,4 +91,33 @@ describe('buildDataPlaneSnapshot', () => {
     expect([...r.snapshot.serviceKeys!.values()].map((k) => k.subject)).toEqual(['service:ci']);
     expect(r.snapshot.teamMembers!.get('alice')).toEqual(['voice']);
   });
+
+  it("carries a model's max_session_seconds to the compiled ModelAccount.maxSessionMs, and leaves it out when unset", async () => {
+    if (!local.ok) throw new Error(JSON.stringify(local.issues));
+    const compile = async () => {
+      const p = buildDataPlaneSnapshot({ config: await store.loadConfiguration(), kek, snapshotKey });
+      const r = await compileDataPlane({ payload: p, local: local.doc, keyring: snapshotKey, resolveLocalSecret: async () => ({ ok: false, message: 'none' }), origin: 'test' });
+      if (!r.ok) throw new Error(JSON.stringify(r.issues));
+      const model = r.snapshot.models.get('smallest')!.get('lightning-v3.1')!;
+      return { payload: p.models.find((m) => m.model_id === 'lightning-v3.1')!, entry: model.accounts.find((a) => a.account === 'acme-tts')! };
+    };
+    const unset = await compile();
+    expect(unset.payload).not.toHaveProperty('max_session_seconds');
+    expect(unset.entry.maxSessionMs).toBeUndefined();
+
+    const m = (await store.getModel('acme-tts', 'lightning-v3.1'))!;
+    await store.updateModel('acme-tts', 'lightning-v3.1', { maxSessionSeconds: 900 }, m.version, ctx);
+    const set = await compile();
+    expect(set.payload.max_session_seconds).toBe(900);
+    expect(set.entry.maxSessionMs).toBe(900_000);
+
+    await store.updateModel('acme-tts', 'lightning-v3.1', { maxSessionSeconds: null }, m.version + 1, ctx);
+    expect((await compile()).entry.maxSessionMs).toBeUndefined();
+  });
+
+  it('a payload from before max_session_seconds existed is still valid', async () => {
+    const p = buildDataPlaneSnapshot({ config: await store.loadConfiguration(), kek, snapshotKey });
+    const old = { ...p, models: p.models.map(({ max_session_seconds: _dropped, ...m }) => m) };
+    expect(decodeDataPlanePayload(JSON.stringify(old)).models).toEqual(old.models);
+  });
 });

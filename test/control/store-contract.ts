@@ -105,7 +105,7 @@ export function storeContract(name: string, harness: () => StoreHarness): void {
 
     beforeAll(async () => {
       h = harness();
-      expect(await migrateControl(h.runner)).toEqual([1]);
+      expect(await migrateControl(h.runner)).toEqual([1, 2]);
       store = makeStore();
     });
 
@@ -308,6 +308,28 @@ export function storeContract(name: string, harness: () => StoreHarness): void {
       await store.deleteModel(a, 'lightning-v3.1', ctx, 2);
       expect(await store.getModel(a, 'lightning-v3.1')).toBeUndefined();
       expect(await store.getModel(b, 'lightning-v3.1')).toBeDefined();
+    });
+
+    it('models: max_session_seconds is set, kept by an unrelated update, changed, cleared with null, and bounded', async () => {
+      const a = uniq('mss');
+      await store.createAccount({ name: a }, ctx);
+      const { value: m } = await store.createModel(a, { modelId: 'pulse', type: 'stt', maxSessionSeconds: 1800 }, ctx);
+      expect(m).toMatchObject({ modelId: 'pulse', maxSessionSeconds: 1800, version: 1 });
+      // Creating it again is idempotent only with the same bound.
+      expect((await store.createModel(a, { modelId: 'pulse', type: 'stt', maxSessionSeconds: 1800 }, ctx)).created).toBe(false);
+      await expect(store.createModel(a, { modelId: 'pulse', type: 'stt' }, ctx)).rejects.toMatchObject({ name: 'DuplicateError' });
+      expect((await store.updateModel(a, 'pulse', { aliases: ['pulse_v1'] }, 1, ctx)).maxSessionSeconds).toBe(1800);
+      expect((await store.updateModel(a, 'pulse', { maxSessionSeconds: 600 }, 2, ctx)).maxSessionSeconds).toBe(600);
+      expect(await store.getModel(a, 'pulse')).toMatchObject({ maxSessionSeconds: 600, version: 3 });
+      expect((await store.loadConfiguration()).models.find((x) => x.account === a)).toMatchObject({ maxSessionSeconds: 600 });
+      expect((await store.updateModel(a, 'pulse', { maxSessionSeconds: null }, 3, ctx)).maxSessionSeconds).toBeNull();
+      const { value: plain } = await store.createModel(a, { modelId: 'lightning-v3.1', type: 'tts' }, ctx);
+      expect(plain.maxSessionSeconds).toBeNull();
+      for (const bad of [0, -5, 1.5, 604_801]) {
+        await expect(store.updateModel(a, 'pulse', { maxSessionSeconds: bad }, 4, ctx)).rejects.toMatchObject({ name: 'InvalidInputError', field: 'maxSessionSeconds' });
+        await expect(store.createModel(a, { modelId: 'x1', type: 'tts', maxSessionSeconds: bad }, ctx)).rejects.toMatchObject({ field: 'maxSessionSeconds' });
+      }
+      expect(await store.getModel(a, 'pulse')).toMatchObject({ maxSessionSeconds: null, version: 4 });
     });
 
     it('cursor pagination walks every row once in order; foreign and forged cursors are refused', async () => {

@@ -45,13 +45,13 @@ describe('control migrations on PostgreSQL', () => {
     await other?.drop();
   });
 
-  it('four migrators starting together on separate connections apply version 1 exactly once', async () => {
+  it('four migrators starting together on separate connections apply each version exactly once', async () => {
     const pools = Array.from({ length: 4 }, () => new pg.Pool({ connectionString: other.url, max: 1 }));
     try {
       const results = await Promise.all(pools.map((p) => migrateControl(new PgQueryRunner(p))));
-      expect(results.flat()).toEqual([1]);
-      const { rows } = await other.pool.query('SELECT version FROM control.schema_migrations');
-      expect(rows).toEqual([{ version: 1 }]);
+      expect(results.flat().sort()).toEqual([1, 2]);
+      const { rows } = await other.pool.query('SELECT version FROM control.schema_migrations ORDER BY version');
+      expect(rows).toEqual([{ version: 1 }, { version: 2 }]);
       expect(await migrateControl(new PgQueryRunner(other.pool))).toEqual([]);
     } finally {
       await Promise.all(pools.map((p) => p.end()));

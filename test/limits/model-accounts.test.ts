@@ -54,6 +54,8 @@ accounts:
 models:
   - { name: lightning-v3.1, type: tts, account: smallest-tts, aliases: [lightning_v3.1], price: { per_1k_chars: "1" } }
   - { name: lightning-v3.1, type: tts, account: smallest-tts-2, aliases: [lightning_v3.1], price: { per_1k_chars: "2" } }
+  - { name: pulse, type: stt, account: smallest-tts, price: { per_minute: "1" } }
+  - { name: pulse, type: stt, account: smallest-tts-2, price: { per_minute: "2" } }
 `;
   const snapshot = await loadSnapshotFromText(yaml, { origin: 'test:model-accounts', baseDir: EXAMPLES_DIR });
   const source = new StaticSnapshotSource(snapshot);
@@ -78,6 +80,16 @@ async function speak(r: Rig, delayMs = 0, path = '/smallest/waves/v1/lightning-v
     method: 'POST',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...(delayMs > 0 ? { 'x-sim-delay-ms': String(delayMs) } : {}) },
     body: JSON.stringify({ text: TEXT, voice_id: 'magnus' }),
+  });
+}
+
+/** Uploads 1 s of 16 kHz linear16 audio to Pulse, streamed to the provider as it arrives (not read for the decision). */
+async function transcribe(r: Rig, headers: Record<string, string> = {}): Promise<Response> {
+  const token = await signDevToken(r.snapshot, { user: 'sam', teams: ['studio'] });
+  return fetch(`${r.edge.url}/smallest/waves/v1/pulse/get_text?language=en&sample_rate=16000`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', ...headers },
+    body: new Uint8Array(32_000),
   });
 }
 
@@ -153,6 +165,50 @@ describe('one model, two accounts of one unit each', () => {
     expect(streamed).toEqual([r.keys.one, r.keys.two]);
     await until(() => r.spans.length === 2 && unitsInUse(r) === 0, 2000, 'spans and releases');
     expect(r.spans.find((s) => s.routeKind === 'sse')).toMatchObject({ account: 'smallest-tts-2', status: 200 });
+  });
+
+  it('an STT upload that gets a provider 429 is not retried: its bytes are gone upstream, so the client gets the 429 and the other account sees nothing', async () => {
+    rig = await start({ one: 1, two: 1 });
+    const r = rig;
+    // The simulator answers this one request 429, as Pulse does over its units.
+    const refused = await transcribe(r, { 'x-sim-status': '429' });
+    expect(refused.status).toBe(429);
+    expect(await refused.json()).toEqual({ error: 'Rate limit exceeded. Please try again later.' });
+    const uploads = r.sim.requests().filter((q) => q.url.includes('/pulse/get_text'));
+    expect(uploads).toHaveLength(1);
+    const sentWith = String(uploads[0]!.headers.authorization).replace(/^Bearer /, '');
+    expect([r.keys.one, r.keys.two]).toContain(sentWith);
+    await until(() => r.spans.length === 1 && unitsInUse(r) === 0, 2000, 'span and release');
+    // The span names the account whose key the one upload carried.
+    const account = sentWith === r.keys.one ? 'smallest-tts' : 'smallest-tts-2';
+    expect(r.spans[0]).toMatchObject({ status: 429, account, model: 'pulse' });
+    expect(r.ledger.inUse('account', 'smallest-tts', 'stt_units') + r.ledger.inUse('account', 'smallest-tts-2', 'stt_units')).toBe(0);
+    // The refusal took nothing with it: the next upload is served.
+    const next = await transcribe(r);
+    expect(next.status, await next.clone().text()).toBe(200);
+  });
+
+  it("the edge's own 429 and its span name the same account, also when the refused one is not the decision's first", async () => {
+    rig = await start({ one: 1, two: 1 });
+    const r = rig;
+    // smallest-tts serves a first synthesis and finishes: it is now the more recently chosen account.
+    const warm = await speak(r);
+    await warm.arrayBuffer();
+    // So the next goes to smallest-tts-2, the one after to smallest-tts; both are then full, and the
+    // least recently chosen of them, smallest-tts-2, is the one tried (and refused) first.
+    const holdTwo = speak(r, 400);
+    await until(() => r.ledger.inUse('account', 'smallest-tts-2', 'tts_units') === 1, 2000, 'smallest-tts-2 held');
+    const holdOne = speak(r, 400);
+    await until(() => unitsInUse(r) === 2, 2000, 'both held');
+    const refused = await speak(r);
+    expect(refused.status).toBe(429);
+    const body = (await refused.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('account_limit_exceeded');
+    const named = /account "([^"]+)"/.exec(body.error.message)?.[1];
+    expect(named).toBe('smallest-tts-2');
+    await until(() => r.spans.some((s) => s.error === 'account_limit_exceeded'), 2000, 'the refused span');
+    expect(r.spans.find((s) => s.error === 'account_limit_exceeded')).toMatchObject({ status: 429, account: named });
+    await Promise.all((await Promise.all([holdOne, holdTwo])).map((x) => x.arrayBuffer()));
   });
 
   it('with no other account to move to, the provider 429 reaches the client unchanged and the unit is released', async () => {

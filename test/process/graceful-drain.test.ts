@@ -56,7 +56,7 @@ async function startGateway(extra: string[]): Promise<Started> {
   const { NATS_URL: _n, DATABASE_URL: _d, ...env } = process.env;
   const child = spawn(
     process.execPath,
-    ['bin/voicegate.js', 'start', '--config', join(dir, 'voicegate.yaml'), '--port', '0', '--grpc-port', '0', '--http-port', '0', '--spool-dir', join(dir, 'spool'), '--profile', 'realistic', ...extra],
+    ['bin/voicegate.js', 'start', '--config', join(dir, 'voicegate.yaml'), '--port', '0', '--grpc-port', '0', '--http-port', '0', '--spool-dir', join(dir, 'spool'), '--admin-port', '0', '--data-dir', join(dir, 'control'), '--profile', 'realistic', ...extra],
     { cwd: REPO_ROOT, env: { ...env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -79,7 +79,8 @@ async function startGateway(extra: string[]): Promise<Started> {
     },
   };
   running.push(started);
-  await until(() => out.includes('Press Ctrl-C to stop.') || child.exitCode !== null, 30_000, 'the banner');
+  // The embedded control plane's first start (PGlite under the temporary folder) takes seconds.
+  await until(() => out.includes('Press Ctrl-C to stop.') || child.exitCode !== null, 90_000, 'the banner');
   if (child.exitCode !== null) throw new Error(`voicegate start exited ${child.exitCode}:\n${out}`);
   return started;
 }
@@ -164,7 +165,7 @@ describe('voicegate start drains on SIGTERM', () => {
     // Bounded by the exchanges, not by the 30 s window.
     expect(drainMs).toBeLessThan(10_000);
     console.log(`drain: SIGTERM to exit ${drainMs} ms`);
-  }, 60_000);
+  }, 120_000);
 
   it('cuts an exchange that outlives --drain-timeout, still writes its span and exits 0; --drain-delay keeps accepting while /readyz says 503', async () => {
     const g = await startGateway(['--drain-timeout', '500ms', '--drain-delay', '600ms']);
@@ -198,5 +199,5 @@ describe('voicegate start drains on SIGTERM', () => {
     expect(spans[0]).toMatchObject({ routeKind: 'sse', status: 200 });
     expect(spans[0]!.error).toBe('drain_timeout');
     console.log(`drain window: SIGTERM to exit ${drainMs} ms, span error ${spans[0]!.error}`);
-  }, 60_000);
+  }, 120_000);
 });

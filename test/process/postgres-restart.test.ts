@@ -68,7 +68,7 @@ describe('a PostgreSQL restart under traffic', () => {
     startStream = `VG_PGRESTART_${unique}`;
     child = spawn(
       process.execPath,
-      ['bin/voicegate.js', 'start', '--config', join(dir, 'voicegate.yaml'), '--port', '0', '--grpc-port', '0', '--http-port', '0', '--spool-dir', join(dir, 'spool')],
+      ['bin/voicegate.js', 'start', '--config', join(dir, 'voicegate.yaml'), '--port', '0', '--grpc-port', '0', '--http-port', '0', '--spool-dir', join(dir, 'spool'), '--control', 'off'],
       {
         cwd: REPO_ROOT,
         env: { ...process.env, NATS_URL, DATABASE_URL: postgres.url, VOICEGATE_STREAM: startStream, VOICEGATE_SUBJECT_PREFIX: `vg.pgrestart.${unique}` },

@@ -274,7 +274,8 @@ describe('the usage metrics are on the side port of every process that publishes
       const args = {
         edge: ['edge', '--config', config, '--port', '0', '--http-port', String(side)],
         extproc: ['extproc', '--config', config, '--port', '0', '--http-port', String(side)],
-        start: ['start', '--config', config, '--port', '0', '--grpc-port', '0', '--http-port', String(side), '--simulator', 'off'],
+        // --control off: the spool is the subject here, not the control plane (PGlite's first start costs seconds).
+        start: ['start', '--config', config, '--port', '0', '--grpc-port', '0', '--http-port', String(side), '--simulator', 'off', '--control', 'off'],
       }[command];
       const proc = voicegate([...args, '--spool-dir', spoolDir], await unreachable());
       const url = `http://127.0.0.1:${side}/metrics`;

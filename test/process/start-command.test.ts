@@ -4,6 +4,7 @@
  * them spans go to `<spool-dir>/spans.jsonl` with one summary log line per request.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -43,7 +44,7 @@ async function startGateway(name: string, env: Record<string, string | undefined
   writeFileSync(config, exampleConfigText(`http://127.0.0.1:${await freePort()}`));
   const child = spawn(
     process.execPath,
-    ['bin/voicegate.js', 'start', '--config', config, '--port', '0', '--grpc-port', '0', '--http-port', '0', '--spool-dir', dir, '--profile', 'instant'],
+    ['bin/voicegate.js', 'start', '--config', config, '--port', '0', '--grpc-port', '0', '--http-port', '0', '--spool-dir', dir, '--admin-port', '0', '--data-dir', join(dir, 'control'), '--profile', 'instant'],
     { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   children.push(child);
@@ -55,7 +56,8 @@ async function startGateway(name: string, env: Record<string, string | undefined
   await eventually(() => {
     if (child.exitCode !== null) throw new Error(`voicegate start exited ${child.exitCode}: ${err}`);
     return out.includes('Press Ctrl-C to stop.');
-  }, 20_000, 'the start banner');
+    // The embedded control plane's first start (PGlite, migrations) takes seconds on a busy machine.
+  }, 90_000, 'the start banner');
   const pick = (re: RegExp) => {
     const m = re.exec(out);
     if (!m?.[1]) throw new Error(`banner lacks ${re}:\n${out}`);
@@ -88,16 +90,18 @@ const ALICE = { key: 'alice', requests: 1, errors: 0, characters: 45, audioSecon
 
 function baseEnv(): Record<string, string | undefined> {
   const env: Record<string, string | undefined> = { ...process.env };
-  for (const k of ['NATS_URL', 'DATABASE_URL', 'VOICEGATE_STREAM', 'VOICEGATE_SUBJECT_PREFIX', 'VOICEGATE_DURABLE']) delete env[k];
+  for (const k of ['NATS_URL', 'DATABASE_URL', 'VOICEGATE_STREAM', 'VOICEGATE_SUBJECT_PREFIX', 'VOICEGATE_DURABLE', 'VOICEGATE_KEK']) delete env[k];
   return env;
 }
 
 describe('voicegate start and usage', () => {
-  it('with NATS_URL and DATABASE_URL: `voicegate usage` and GET /usage show a request at once', async () => {
+  it('with NATS_URL and DATABASE_URL: `voicegate usage` and GET /usage show a request at once', { timeout: 150_000 }, async () => {
     const g = await startGateway('nats', {
       ...baseEnv(),
       NATS_URL,
       DATABASE_URL: fixture.db.url,
+      // The embedded control plane runs on this PostgreSQL too; its tokens need a real KEK there.
+      VOICEGATE_KEK: `k1:${randomBytes(32).toString('base64')}`,
       VOICEGATE_STREAM: stream,
       VOICEGATE_SUBJECT_PREFIX: `${stream.toLowerCase()}.spans`,
       VOICEGATE_DURABLE: uniqueName('agg'),
@@ -127,7 +131,7 @@ describe('voicegate start and usage', () => {
     expect(await g.exited).toBe(0);
   });
 
-  it('without NATS: spans go to <spool-dir>/spans.jsonl and each request logs a summary line', async () => {
+  it('without NATS: spans go to <spool-dir>/spans.jsonl and each request logs a summary line', { timeout: 150_000 }, async () => {
     const g = await startGateway('file', baseEnv());
     const file = join(tmp, 'file', 'spans.jsonl');
     expect(g.stdout()).toContain(`usage spans        file ${join(tmp, 'file')}/spans.jsonl`);

@@ -7,7 +7,8 @@
  *   streaming on hers;
  * - a TTS session whose entitlement is removed gets the provider-shaped error frame, then 1008;
  * - a session past --max-session is closed while it streams;
- * - a token that expires mid-session ends it (at exp plus the issuer's skew plus the grace).
+ * - a token that expires mid-session ends it (at exp plus the issuer's skew plus the grace);
+ * - a session admitted only through a control-plane team membership ends when the store removes it.
  * Spans record why (`error`) and bill what was served.
  */
 import http from 'node:http';
@@ -303,6 +304,32 @@ describe('sessions are re-checked on every snapshot swap', () => {
     const { code, reason } = await bob.closedWith;
     expect({ code, reason }).toEqual({ code: 1008, reason: 'entitlement revoked' });
     expect(await rig.spanOf((s) => s.user === 'bob')).toMatchObject({ status: 101, closeCode: 1008, error: 'entitlement_revoked' });
+  });
+
+  it("a JWT session admitted through a control-plane team ends when the store removes the member; a token's own team keeps its session", async () => {
+    const rig = await startRig();
+    // The control plane's team memberships, as compile-data-plane.ts puts them in the snapshot.
+    const withMembers = (members: Array<[string, string[]]>) => {
+      const current = rig.source.current()!;
+      expect(rig.source.swap({ ...current, version: current.version + 1, teamMembers: new Map(members) })).toBe(true);
+    };
+    withMembers([['carol', ['voice']], ['alice', ['voice']]]);
+    // carol's token claims no team: only the store's membership of voice lets her use pulse.
+    const carol = await new Streamer(`${rig.wsBase}${STT_PATH}`, await rig.token('carol')).start();
+    const alice = await new Streamer(`${rig.wsBase}${STT_PATH}`, await rig.token('alice', ['voice'])).start();
+    await until(() => carol.seq > 5 && alice.seq > 5, 5000, 'both streaming');
+    withMembers([]);
+
+    expect(await carol.closedWith).toEqual({ code: 1008, reason: 'entitlement revoked' });
+    carol.stop();
+    expect(await rig.spanOf((s) => s.user === 'carol')).toMatchObject({ status: 101, closeCode: 1008, error: 'entitlement_revoked', model: 'pulse' });
+    // alice's own claim still names voice: leaving the store's team leaves her session open.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(alice.ws.readyState).toBe(WebSocket.OPEN);
+    alice.stop();
+    alice.ws.close(1000);
+    await alice.closedWith;
+    expect((await rig.spanOf((s) => s.user === 'alice')).error).toBe('');
   });
 
   it('a session that moved to another account ends; an unrelated reload leaves sessions alone', async () => {

@@ -327,7 +327,13 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
       const b = c.req.valid('json');
       const r = await store.createModel(
         account,
-        { modelId: b.model_id, type: b.type, ...(b.aliases !== undefined ? { aliases: b.aliases } : {}), ...(b.price !== undefined ? { price: W.priceOf(b.price) } : {}) },
+        {
+          modelId: b.model_id,
+          type: b.type,
+          ...(b.aliases !== undefined ? { aliases: b.aliases } : {}),
+          ...(b.price !== undefined ? { price: W.priceOf(b.price) } : {}),
+          ...(b.max_session_seconds !== undefined ? { maxSessionSeconds: b.max_session_seconds } : {}),
+        },
         actor(c),
       );
       tagged(c, r.value.version);
@@ -351,7 +357,11 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
       const m = await store.updateModel(
         account,
         model_id,
-        { ...(b.aliases !== undefined ? { aliases: b.aliases } : {}), ...(b.price !== undefined ? { price: W.priceOf(b.price) } : {}) },
+        {
+          ...(b.aliases !== undefined ? { aliases: b.aliases } : {}),
+          ...(b.price !== undefined ? { price: W.priceOf(b.price) } : {}),
+          ...(b.max_session_seconds !== undefined ? { maxSessionSeconds: b.max_session_seconds } : {}),
+        },
         ifMatch(c),
         actor(c),
       );

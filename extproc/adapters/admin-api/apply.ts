@@ -78,11 +78,6 @@ export function parseApplyDocument(text: string): ApplyDocument {
     const field = formatPath(path);
     throw new ProblemError(problem(400, 'invalid_document', `${field ? `${field}: ` : ''}${issue.code === 'unrecognized_keys' ? 'is not a known field' : issue.message}`, field));
   }
-  for (const [i, m] of (parsed.data.models ?? []).entries()) {
-    if (m.max_session_seconds !== undefined) {
-      fail(400, 'invalid_document', `models[${i}].max_session_seconds: not held by the control plane yet; set it in the pods' file`, `models[${i}].max_session_seconds`);
-    }
-  }
   return parsed.data;
 }
 
@@ -262,14 +257,16 @@ async function convergeModels(tx: ControlStore, doc: ApplyDocument, ctx: Ctx, no
     if (!have) continue;
     const price = priceOf(m.price);
     const sameAliases = have.aliases.length === m.aliases.length && have.aliases.every((a, i) => a === m.aliases[i]);
-    if (have.type !== m.type || !sameAliases || !samePrice(have.price, price)) {
-      await tx.updateModel(m.account, m.name, { type: m.type, aliases: m.aliases, price }, have.version, ctx);
+    // Absent in the document is no bound, as in the YAML: apply converges, so it clears a stored one.
+    const maxSessionSeconds = m.max_session_seconds ?? null;
+    if (have.type !== m.type || !sameAliases || !samePrice(have.price, price) || have.maxSessionSeconds !== maxSessionSeconds) {
+      await tx.updateModel(m.account, m.name, { type: m.type, aliases: m.aliases, price, maxSessionSeconds }, have.version, ctx);
       note('update', 'model', k);
     }
   }
   for (const [k, m] of wanted) {
     if (existing.has(k)) continue;
-    await tx.createModel(m.account, { modelId: m.name, type: m.type, aliases: m.aliases, price: priceOf(m.price) }, ctx);
+    await tx.createModel(m.account, { modelId: m.name, type: m.type, aliases: m.aliases, price: priceOf(m.price), maxSessionSeconds: m.max_session_seconds ?? null }, ctx);
     note('create', 'model', k);
   }
 }

@@ -28,6 +28,13 @@ const wsPerUnit = z.number().int().min(1).max(100);
 const aliases = z.array(resourceName).max(32);
 const description = z.string().max(1000);
 const isoTime = z.iso.datetime({ offset: true });
+/** As the YAML's `max_session_seconds` (config/schema.ts); on a model, null clears it. */
+const maxSessionSeconds = z
+  .number()
+  .int()
+  .min(1)
+  .max(604_800)
+  .openapi({ description: 'longest a WebSocket session or SSE stream on this model lasts, seconds (the edge --max-session stays the ceiling)' });
 
 export const PriceWire = z
   .strictObject({ per_1k_chars: decimal.optional(), per_minute: decimal.optional(), per_minute_streaming: decimal.optional() })
@@ -50,9 +57,17 @@ export const TokenBody = z.strictObject({ token }).openapi('AccountToken');
 export const NewCollaboratorBody = z.strictObject({ subject, role: collaboratorRole }).openapi('NewCollaborator');
 export const CollaboratorPatchBody = z.strictObject({ role: collaboratorRole }).openapi('CollaboratorPatch');
 export const NewModelBody = z
-  .strictObject({ model_id: resourceName, type: z.enum(['tts', 'stt']), aliases: aliases.optional(), price: PriceWire.optional() })
+  .strictObject({
+    model_id: resourceName,
+    type: z.enum(['tts', 'stt']),
+    aliases: aliases.optional(),
+    price: PriceWire.optional(),
+    max_session_seconds: maxSessionSeconds.nullable().optional(),
+  })
   .openapi('NewModel');
-export const ModelPatchBody = z.strictObject({ aliases: aliases.optional(), price: PriceWire.optional() }).openapi('ModelPatch');
+export const ModelPatchBody = z
+  .strictObject({ aliases: aliases.optional(), price: PriceWire.optional(), max_session_seconds: maxSessionSeconds.nullable().optional() })
+  .openapi('ModelPatch');
 export const NewTeamBody = z.strictObject({ name: resourceName, description: description.optional() }).openapi('NewTeam');
 export const DescriptionPatchBody = z.strictObject({ description }).openapi('DescriptionPatch');
 export const NewMemberBody = z.strictObject({ member: z.string().regex(/^[\x21-\x7e]{1,200}$/, 'must be 1–200 printable characters without spaces') }).openapi('NewMember');
@@ -79,7 +94,15 @@ export const AccountView = z
   .openapi('Account');
 export const CollaboratorView = z.object({ account: z.string(), subject: z.string(), role: collaboratorRole, ...versioned }).openapi('Collaborator');
 export const ModelView = z
-  .object({ account: z.string(), model_id: z.string(), type: z.enum(['tts', 'stt']), aliases: z.array(z.string()), price: PriceWire, ...versioned })
+  .object({
+    account: z.string(),
+    model_id: z.string(),
+    type: z.enum(['tts', 'stt']),
+    aliases: z.array(z.string()),
+    price: PriceWire,
+    max_session_seconds: z.number().int().nullable(),
+    ...versioned,
+  })
   .openapi('Model');
 export const TeamView = z.object({ name: z.string(), description: z.string(), ...versioned }).openapi('Team');
 export const MemberView = z.object({ team: z.string(), member: z.string(), created_at: time }).openapi('TeamMember');
@@ -176,6 +199,7 @@ export const view = {
     type: m.type,
     aliases: [...m.aliases],
     price: priceWire(m.price),
+    max_session_seconds: m.maxSessionSeconds,
     ...times(m),
   }),
   team: (t: Team): z.infer<typeof TeamView> => ({ name: t.name, description: t.description, ...times(t) }),

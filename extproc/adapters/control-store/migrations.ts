@@ -139,6 +139,15 @@ CREATE TABLE control.audit_events (
 CREATE INDEX audit_events_resource ON control.audit_events (resource, resource_key, id);
 `,
   },
+  {
+    version: 2,
+    name: 'models: max_session_seconds',
+    // The YAML bound of config/schema.ts (1 s to a week): a pod compiles the store's models through
+    // that schema, so a value it would refuse must never be stored. Null: no bound of the model's own.
+    sql: `
+ALTER TABLE control.models ADD COLUMN max_session_seconds integer CHECK (max_session_seconds BETWEEN 1 AND 604800);
+`,
+  },
 ];
 
 /** Arbitrary constant naming the control-plane migration lock ("vgct"); the usage lock is "vgus". */

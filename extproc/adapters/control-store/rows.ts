@@ -120,7 +120,7 @@ export function toCollaborator(r: CollaboratorRow): Collaborator {
 export const MODEL_SELECT = `
 SELECT m.id::text AS id, a.name AS account, m.model_id, m.type, m.aliases,
        m.price_per_1k_chars::text AS per_1k, m.price_per_minute::text AS per_minute,
-       m.price_per_minute_streaming::text AS per_minute_streaming,
+       m.price_per_minute_streaming::text AS per_minute_streaming, m.max_session_seconds,
        m.row_version, m.created_at, m.updated_at
   FROM control.models m JOIN control.accounts a ON a.id = m.account_id`;
 
@@ -133,6 +133,7 @@ export interface ModelRow {
   per_1k: string | null;
   per_minute: string | null;
   per_minute_streaming: string | null;
+  max_session_seconds: number | null;
   row_version: number;
   created_at: unknown;
   updated_at: unknown;
@@ -150,6 +151,7 @@ export function toModel(r: ModelRow): Model {
     type: r.type as ModelType,
     aliases: [...r.aliases],
     price,
+    maxSessionSeconds: r.max_session_seconds === null ? null : int(r.max_session_seconds),
     version: int(r.row_version),
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),

@@ -448,7 +448,12 @@ export class SqlControlStore implements ControlStore {
       const acc = await this.#mustAccount(c.sql, account);
       const existing = await this.#model(c.sql, acc.id, v.modelId);
       if (existing) {
-        if (existing.type === v.type && sameList(existing.aliases, v.aliases) && samePrice(existing.price, v.price)) {
+        if (
+          existing.type === v.type &&
+          sameList(existing.aliases, v.aliases) &&
+          samePrice(existing.price, v.price) &&
+          existing.maxSessionSeconds === v.maxSessionSeconds
+        ) {
           return { value: existing, created: false };
         }
         throw new DuplicateError('model', 'modelId', v.modelId);
@@ -456,8 +461,8 @@ export class SqlControlStore implements ControlStore {
       await this.#checkNames(c.sql, acc.id, v.modelId, v.aliases);
       await c.sql.query(
         `INSERT INTO control.models (id, account_id, model_id, type, aliases, price_per_1k_chars, price_per_minute,
-           price_per_minute_streaming, created_at, updated_at) VALUES ($1, $2, $3, $4, $5::text[], $6, $7, $8, $9, $9)`,
-        [randomUUID(), acc.id, v.modelId, v.type, v.aliases, ...priceColumns(v.price), c.at],
+           price_per_minute_streaming, created_at, updated_at, max_session_seconds) VALUES ($1, $2, $3, $4, $5::text[], $6, $7, $8, $9, $9, $10)`,
+        [randomUUID(), acc.id, v.modelId, v.type, v.aliases, ...priceColumns(v.price), c.at, v.maxSessionSeconds],
       );
       const after = (await this.#model(c.sql, acc.id, v.modelId))!;
       await c.audit('model.create', 'model', `${account}/${v.modelId}`, null, after);
@@ -510,8 +515,9 @@ export class SqlControlStore implements ControlStore {
       await this.#checkNames(c.sql, acc.id, modelId, aliases);
       await c.sql.query(
         `UPDATE control.models SET type = $3, aliases = $4::text[], price_per_1k_chars = $5, price_per_minute = $6,
-           price_per_minute_streaming = $7, row_version = row_version + 1, updated_at = $8 WHERE account_id = $1 AND model_id = $2`,
-        [acc.id, modelId, v.type ?? before.type, [...aliases], ...priceColumns(v.price ?? before.price), c.at],
+           price_per_minute_streaming = $7, max_session_seconds = $9, row_version = row_version + 1, updated_at = $8
+         WHERE account_id = $1 AND model_id = $2`,
+        [acc.id, modelId, v.type ?? before.type, [...aliases], ...priceColumns(v.price ?? before.price), c.at, v.maxSessionSeconds === undefined ? before.maxSessionSeconds : v.maxSessionSeconds],
       );
       const after = (await this.#model(c.sql, acc.id, modelId))!;
       await c.audit('model.update', 'model', key, before, after);

@@ -85,7 +85,10 @@ export async function admit(deps: AdmitDeps, a: AdmitRequest): Promise<Admitted 
   const limited = admitLimits(deps.limits, decision, x.snapshot, observer);
   if (limited.kind === 'refused') {
     a.answer(limited.response);
-    return void observer.end({ status: limited.response.status, error: limited.code });
+    // The span names the account the 429's body names: with several, the one tried first, which
+    // need not be the decision's `account`.
+    const refusedAccount = limited.refusal.scope === 'account' ? { account: limited.refusal.name } : {};
+    return void observer.end({ status: limited.response.status, error: limited.code, ...refusedAccount });
   }
   // Admission chose another of the model's accounts: the same plan with that account's key.
   const bound = limited.decision;

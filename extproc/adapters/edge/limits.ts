@@ -9,13 +9,14 @@
  * {@link SynthesisGate} that holds one unit per synthesis on the socket.
  */
 import type { Snapshot } from '../../core/config/snapshot.ts';
-import type { Allow, DecisionMetadata } from '../../core/decision/types.ts';
+import type { Allow } from '../../core/decision/types.ts';
 import type { LocalResponse } from '../../core/exchange/responses.ts';
 import type { GuardedObserver } from '../../core/exchange/safe-observer.ts';
 import { admissionKind, chainOf } from '../../core/limits/kinds.ts';
 import type { AdmissionLedger, Refusal } from '../../core/limits/ledger.ts';
 import { LIMIT_CODES, limitResponse, type LimitCode } from '../../core/limits/responses.ts';
 import { synthesisGate, type SynthesisGate } from '../../core/limits/synthesis.ts';
+import { bindAccount, candidatesOf } from '../../core/limits/admission.ts';
 
 export type LimitAdmission =
   | {
@@ -92,29 +93,8 @@ export function admitLimits(ledger: AdmissionLedger, decision: Allow, snapshot: 
   };
 }
 
-/** The accounts the decision lets the caller use, best-known first: `accounts`, else `account`. */
-export function candidatesOf(md: DecisionMetadata): string[] {
-  const listed = md.accounts ? md.accounts.split(',').filter((a) => a !== '') : [];
-  if (md.account !== undefined && !listed.includes(md.account)) listed.unshift(md.account);
-  return listed;
-}
-
-/**
- * `decision` with `account`'s key injected and its name in the metadata; the decision itself when
- * that is the account it names. The key comes from the exchange's snapshot (a remote authorizer's
- * allow is re-bound with this pod's copy of the key); the ledger never grants an unknown account.
- */
-export function bindAccount(decision: Allow, snapshot: Snapshot, account: string | undefined): Allow {
-  if (account === undefined || account === decision.metadata.account) return decision;
-  const config = snapshot.accounts.get(account);
-  if (!config) return decision;
-  const bearer = { key: 'authorization', value: `Bearer ${config.token}` };
-  return {
-    ...decision,
-    headersToSet: [...decision.headersToSet.filter((h) => h.key.toLowerCase() !== 'authorization'), bearer],
-    metadata: { ...decision.metadata, account },
-  };
-}
+// Shared with Envoy's Check (adapters/envoy/check-admission.ts); re-exported for existing callers.
+export { bindAccount, candidatesOf };
 
 /** `observer`, with `release` run once when the exchange ends (even if the observer throws) and the served account added. */
 function releasingOnEnd(observer: GuardedObserver, account: () => string | undefined, release: () => void): GuardedObserver {

@@ -68,7 +68,7 @@ export function admissionOf(
   const auth = headers.authorization;
   return {
     metadata,
-    token: sessionToken(auth !== undefined ? { authorization: auth } : {}, pathWithQuery),
+    token: sessionToken(auth !== undefined ? { authorization: auth } : {}, pathWithQuery, snapshot.issuers),
     ...(typeof headers.origin === 'string' ? { origin: headers.origin } : {}),
     snapshot,
   };

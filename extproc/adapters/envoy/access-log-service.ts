@@ -9,6 +9,8 @@ import type { SnapshotFor } from '../../core/usage/recent-snapshots.ts';
 import { accessLogEntrySchema, EDGE_CLUSTER, spanFromAccessLog, type EnvoyCorrelator } from './access-log-span.ts';
 import type { SpanSink } from '../../core/usage/span-sink.ts';
 import { correlatorFor } from './ext-proc-service.ts';
+import type { SlotTable } from '../../core/limits/slots.ts';
+import { limitSlotFrom } from './check-admission.ts';
 
 export interface AccessLogOptions {
   /**
@@ -18,6 +20,22 @@ export interface AccessLogOptions {
   readonly snapshot?: SnapshotFor;
   /** Called for entries that could not be turned into spans. */
   readonly onError?: (err: unknown) => void;
+  /**
+   * Limits under Envoy: the entry of a finished request releases the slot its Check took, if its
+   * ext_proc stream has not already (the safety net; releasing twice is impossible).
+   */
+  readonly slots?: SlotTable;
+}
+
+/**
+ * Entries written while the request still runs (`access_log_flush_interval`, a tunnel's
+ * establishment) must not release its units; only the final one (`DownstreamEnd`, or the
+ * unset type of Envoys that write one entry per request) does.
+ */
+function isFinalEntry(common: Readonly<Record<string, unknown>>): boolean {
+  if (common['intermediate_log_entry'] === true) return false;
+  const type = common['access_log_type'];
+  return type === undefined || type === null || type === 'NotSet' || type === 'DownstreamEnd' || type === 0 || type === 6;
 }
 
 /** The in-memory entry point: one StreamAccessLogsMessage in, its spans published. Returns the count. */
@@ -31,6 +49,10 @@ export function handleAccessLogMessage(msg: unknown, sink: SpanSink, correlator:
       continue;
     }
     const requestId = parsed.data.request?.request_id ?? '';
+    if (opts.slots && isFinalEntry(parsed.data.common_properties)) {
+      const slot = limitSlotFrom(parsed.data.common_properties.metadata);
+      if (slot !== undefined) opts.slots.release(slot, 'access_log');
+    }
     if (parsed.data.common_properties.upstream_cluster === EDGE_CLUSTER) continue;
     sink.publish(spanFromAccessLog(parsed.data, requestId ? correlator.take(requestId) : undefined, opts.snapshot ?? (() => undefined)));
     n++;

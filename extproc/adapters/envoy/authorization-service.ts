@@ -5,10 +5,12 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { authzUnavailable, deny } from '../../core/decision/decide.ts';
-import type { Authorizer, Decision } from '../../core/decision/types.ts';
+import type { Authorizer } from '../../core/decision/types.ts';
 import type { Logger } from 'pino';
 import type { DecisionMetrics } from '../../core/decision/metrics.ts';
 import { loadEnvoyRoot, lookup } from '../../../protos/envoy-protos.ts';
+import type { Snapshot } from '../../core/config/snapshot.ts';
+import { admitCheck, SELF_ADMISSION_HEADER, SELF_ADMISSION_VALUE, type CheckAnswer, type EnvoyLimits } from './check-admission.ts';
 import { decodeCheckRequest, type CheckRequestParse } from './check-request.ts';
 import { checkResponseEncoder } from './check-response.ts';
 
@@ -16,20 +18,38 @@ export interface AuthorizationServiceDeps {
   readonly authorizer: Authorizer;
   readonly logger: Logger;
   readonly metrics?: DecisionMetrics;
+  /**
+   * Limits under Envoy: an allowed Check takes its units (check-admission.ts). Absent, Check takes
+   * nothing (the caller admits, as the embedded edge does).
+   */
+  readonly limits?: EnvoyLimits;
+  /** The snapshot in force, captured once per Check so the decision and the admission agree. */
+  readonly snapshot?: () => Snapshot | undefined;
 }
 
-/** Decides an already parsed CheckRequest; a failed parse is denied, an authorizer failure is a 503. */
-export async function decideCheck(parsed: CheckRequestParse, deps: AuthorizationServiceDeps): Promise<Decision> {
+export interface CheckOptions {
+  /** The caller takes the units itself (the edge's Check client says so in gRPC metadata). */
+  readonly selfAdmitting?: boolean;
+}
+
+/**
+ * Decides an already parsed CheckRequest and, with `deps.limits`, admits it; a failed parse is
+ * denied, an authorizer failure is a 503, a full limit a 429.
+ */
+export async function decideCheck(parsed: CheckRequestParse, deps: AuthorizationServiceDeps, opts: CheckOptions = {}): Promise<CheckAnswer> {
   const started = process.hrtime.bigint();
-  let decision: Decision;
+  const snapshot = deps.snapshot?.();
+  let answer: CheckAnswer;
   try {
-    decision = parsed.ok
-      ? await deps.authorizer.check(parsed.input)
+    const decision = parsed.ok
+      ? await deps.authorizer.check(parsed.input, snapshot)
       : deny('bad_check_request', 'the gateway could not read the request', {});
+    answer = deps.limits && !opts.selfAdmitting ? admitCheck(deps.limits, decision, snapshot) : { decision };
   } catch (err) {
     deps.logger.error({ err: { name: (err as Error).name, message: (err as Error).message } }, 'authorizer failed');
-    decision = authzUnavailable();
+    answer = { decision: authzUnavailable() };
   }
+  const decision = answer.decision;
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   deps.metrics?.decisionSeconds.observe({ transport: 'grpc' }, seconds);
   deps.metrics?.checks.inc({ transport: 'grpc', outcome: decision.kind, code: decision.kind === 'allow' ? 'ok' : decision.code });
@@ -37,7 +57,7 @@ export async function decideCheck(parsed: CheckRequestParse, deps: Authorization
     const m = decision.metadata;
     deps.logger.debug({ status: decision.status, code: decision.code, user: m.user, model: m.model }, 'denied');
   }
-  return decision;
+  return answer;
 }
 
 export function registerAuthorizationService(
@@ -58,18 +78,24 @@ export function registerAuthorizationService(
     Check: {
       ...check,
       requestDeserialize: (bytes: Buffer): CheckRequestParse => decodeCheckRequest(bytes, checkRequestType),
-      responseSerialize: (decision: Decision): Buffer => {
-        const out = encode(decision);
+      responseSerialize: (answer: CheckAnswer): Buffer => {
+        const out = encode(answer.decision, answer.extra);
         return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
       },
     },
   };
   server.addService(definition, {
-    Check: (call: grpc.ServerUnaryCall<CheckRequestParse, Decision>, callback: grpc.sendUnaryData<Decision>) => {
-      decideCheck(call.request, deps).then(
-        (decision) => callback(null, decision),
+    Check: (call: grpc.ServerUnaryCall<CheckRequestParse, CheckAnswer>, callback: grpc.sendUnaryData<CheckAnswer>) => {
+      const selfAdmitting = deps.limits !== undefined && call.metadata.get(SELF_ADMISSION_HEADER)[0] === SELF_ADMISSION_VALUE;
+      decideCheck(call.request, deps, { selfAdmitting }).then(
+        (answer) => {
+          // The call ended before the answer was sent (Envoy's 200 ms timeout, a reset): Envoy
+          // answered the client itself and no request will ever carry this slot.
+          if (answer.extra?.slot !== undefined && call.cancelled) deps.limits?.slots.release(answer.extra.slot, 'check_cancelled');
+          callback(null, answer);
+        },
         // decideCheck never rejects; this is for the impossible case only.
-        () => callback(null, authzUnavailable()),
+        () => callback(null, { decision: authzUnavailable() }),
       );
     },
   });

@@ -8,9 +8,15 @@ import type { Authorizer, CheckInput, Decision } from '../../core/decision/types
 import { loadEnvoyProtos, loadEnvoyRoot, lookup } from '../../../protos/envoy-protos.ts';
 import { authzUnavailable } from '../../core/decision/decide.ts';
 import { decodeCheckResponse } from './check-response-decode.ts';
+import { SELF_ADMISSION_HEADER, SELF_ADMISSION_VALUE } from './check-admission.ts';
 import { WatchedTlsFiles, type TlsFiles } from './tls-files.ts';
 
 export interface GrpcAuthorizerOptions {
+  /**
+   * The caller takes the limits' units itself (default true: the edge admits every exchange in its
+   * own ledger), so Check must not take them too; false asks Check to admit, as Envoy's Check does.
+   */
+  readonly admitsItself?: boolean;
   /** Per-call deadline; Envoy's ext_authz gRPC timeout defaults to 200 ms. */
   readonly timeoutMs?: number;
   /**
@@ -112,6 +118,7 @@ export function createGrpcAuthorizer(target: string, opts: GrpcAuthorizerOptions
     'grpc.max_reconnect_backoff_ms': reconnectMaxMs,
   });
   const timeoutMs = opts.timeoutMs ?? DEFAULT_AUTHZ_TIMEOUT_MS;
+  const admitsItself = opts.admitsItself ?? true;
   // Connect now rather than on the first Check: the HTTP/2 handshake would otherwise eat the first
   // request's 200 ms deadline and turn it into a 503. Failure here is fine — calls retry the
   // connection and fail closed on their own deadline.
@@ -123,6 +130,7 @@ export function createGrpcAuthorizer(target: string, opts: GrpcAuthorizerOptions
         // waitForReady false (grpc-js's default, stated so it stays): while the channel is in
         // TRANSIENT_FAILURE a call fails at once with UNAVAILABLE — 503 now, not at the deadline.
         const metadata = new grpc.Metadata({ waitForReady: false });
+        if (admitsItself) metadata.set(SELF_ADMISSION_HEADER, SELF_ADMISSION_VALUE);
         client.makeUnaryRequest(method.path, serialize, deserialize, input, metadata, { deadline: Date.now() + timeoutMs }, (err, decision) => {
           resolve(err || !decision ? authzUnavailable() : decision);
         });

@@ -50,8 +50,24 @@ export interface CheckResponseObject {
   dynamic_metadata: ProtoStruct;
 }
 
-export function toCheckResponse(decision: Decision): CheckResponseObject {
-  const dynamic_metadata = toStruct({ ...decision.metadata, ...(decision.kind === 'deny' ? { deny_code: decision.code } : {}) });
+/**
+ * What Check adds to a decision once it admitted against the limits (check-admission.ts): the slot
+ * id of the units taken, or the body of a limit refusal (the edge's 429 JSON, naming the limit).
+ */
+export interface CheckExtras {
+  readonly slot?: string;
+  readonly deniedBody?: string;
+}
+
+/** Where the slot id travels in the ext_authz namespace; ext_proc and the access log read it back. */
+export const LIMIT_SLOT_KEY = 'limit_slot';
+
+export function toCheckResponse(decision: Decision, extra: CheckExtras = {}): CheckResponseObject {
+  const dynamic_metadata = toStruct({
+    ...decision.metadata,
+    ...(decision.kind === 'deny' ? { deny_code: decision.code } : {}),
+    ...(extra.slot !== undefined ? { [LIMIT_SLOT_KEY]: extra.slot } : {}),
+  });
   if (decision.kind === 'allow') {
     return {
       status: { code: RPC_OK },
@@ -81,14 +97,14 @@ export function toCheckResponse(decision: Decision): CheckResponseObject {
     denied_response: {
       status: { code: HTTP_STATUS_NAMES[decision.status] ?? 'Forbidden' },
       headers,
-      body: denialBody(decision),
+      body: extra.deniedBody ?? denialBody(decision),
     },
     dynamic_metadata,
   };
 }
 
 /** Decision → CheckResponse wire bytes. */
-export type CheckResponseEncoder = (decision: Decision) => Uint8Array;
+export type CheckResponseEncoder = (decision: Decision, extra?: CheckExtras) => Uint8Array;
 
 /**
  * Encodes with protobufjs' generated `encode` straight from {@link toCheckResponse}'s object, with
@@ -106,8 +122,8 @@ export function checkResponseEncoder(root: protobuf.Root): CheckResponseEncoder 
   };
   const headers = (options: readonly HeaderValueOption[]) =>
     options.map((o) => ({ header: o.header, append_action: enumValue(actions, o.append_action) }));
-  return (decision) => {
-    const r = toCheckResponse(decision);
+  return (decision, extra) => {
+    const r = toCheckResponse(decision, extra);
     const wire = {
       status: r.status,
       ...(r.ok_response ? { ok_response: { ...r.ok_response, headers: headers(r.ok_response.headers) } } : {}),

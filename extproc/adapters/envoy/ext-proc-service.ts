@@ -7,11 +7,19 @@
  * allow-listed headers are read; the injected provider `authorization` is never touched.
  * Without `observability_mode` every message gets exactly one matching empty answer (CONTINUE);
  * in observability mode Envoy does not wait and nothing is sent back.
+ *
+ * With limits (check-admission.ts), the stream claims the slot its request's Check took (read from
+ * the forwarded ext_authz metadata) and releases it when the stream ends in any way: half-close,
+ * error, cancellation. In observability mode Envoy may hold the stream open up to its
+ * `deferred_close_timeout` (default 5 s) after the request; the access-log entry usually releases
+ * first there.
  */
 import * as grpc from '@grpc/grpc-js';
 import { lookup } from '../../../protos/envoy-protos.ts';
 import { decisionMetadataFrom, EnvoyCorrelator } from './access-log-span.ts';
 import type { SpanSink } from '../../core/usage/span-sink.ts';
+import type { SlotTable } from '../../core/limits/slots.ts';
+import { limitSlotFrom } from './check-admission.ts';
 
 interface HeaderValue {
   key?: string;
@@ -48,13 +56,21 @@ function header(map: HeaderMapMsg, name: string): string | undefined {
   return undefined;
 }
 
+/** One Process stream: feed each ProcessingRequest; `end` once the stream is over, however it ended. */
+export interface ProcessStreamHandler {
+  (msg: ProcessingRequestMsg): Record<string, unknown> | undefined;
+  /** Releases the slot the stream claimed, if any; idempotent. */
+  end(): void;
+}
+
 /**
  * The in-memory entry point of one Process stream: feed each ProcessingRequest, send back what it
- * returns (undefined in observability mode).
+ * returns (undefined in observability mode); call `end` when the stream ends.
  */
-export function createProcessStreamHandler(correlator: EnvoyCorrelator): (msg: ProcessingRequestMsg) => Record<string, unknown> | undefined {
+export function createProcessStreamHandler(correlator: EnvoyCorrelator, slots?: SlotTable): ProcessStreamHandler {
   let requestId = '';
-  return (msg) => {
+  let slot: string | undefined;
+  const handle = (msg: ProcessingRequestMsg): Record<string, unknown> | undefined => {
     const kind = msg.request ?? Object.keys(REPLY_FIELD).find((k) => (msg as Record<string, unknown>)[k] != null);
     if (kind === 'request_headers') {
       const h = msg.request_headers?.headers;
@@ -62,6 +78,11 @@ export function createProcessStreamHandler(correlator: EnvoyCorrelator): (msg: P
       const traceparent = header(h, 'traceparent');
       const metadata = decisionMetadataFrom(msg.metadata_context);
       correlator.merge(requestId, { ...(traceparent ? { traceparent } : {}), ...(metadata ? { metadata } : {}) });
+      // One slot per stream (one request); a second request_headers message cannot move it.
+      if (slots && slot === undefined) {
+        const id = limitSlotFrom(msg.metadata_context);
+        if (id !== undefined && slots.claim(id)) slot = id;
+      }
     } else if (kind === 'response_headers') {
       const providerRequestId = header(msg.response_headers?.headers, 'x-request-id');
       if (providerRequestId) correlator.merge(requestId, { providerRequestId });
@@ -70,6 +91,12 @@ export function createProcessStreamHandler(correlator: EnvoyCorrelator): (msg: P
     const field = REPLY_FIELD[kind]!;
     return field.endsWith('trailers') ? { [field]: {} } : { [field]: { response: { status: 'CONTINUE' } } };
   };
+  return Object.assign(handle, {
+    end() {
+      if (slot !== undefined) slots?.release(slot, 'stream');
+      slot = undefined;
+    },
+  });
 }
 
 const correlators = new WeakMap<SpanSink, EnvoyCorrelator>();
@@ -83,19 +110,26 @@ export function correlatorFor(sink: SpanSink): EnvoyCorrelator {
 
 type ServiceCtor = { service: grpc.ServiceDefinition };
 
-/** Adds ExternalProcessor/Process to `server`. */
-export function registerExtProcService(server: grpc.Server, protos: grpc.GrpcObject, sink: SpanSink): void {
+/** Adds ExternalProcessor/Process to `server`; with `slots`, each stream releases its request's units when it ends. */
+export function registerExtProcService(server: grpc.Server, protos: grpc.GrpcObject, sink: SpanSink, slots?: SlotTable): void {
   const service = lookup<ServiceCtor>(protos, 'envoy.service.ext_proc.v3.ExternalProcessor').service;
   const correlator = correlatorFor(sink);
   server.addService(service, {
     Process: (call: grpc.ServerDuplexStream<ProcessingRequestMsg, Record<string, unknown>>) => {
-      const handle = createProcessStreamHandler(correlator);
+      const handle = createProcessStreamHandler(correlator, slots);
       call.on('data', (msg: ProcessingRequestMsg) => {
         const reply = handle(msg);
         if (reply) call.write(reply);
       });
-      call.on('end', () => call.end());
-      call.on('error', () => undefined); // Envoy resets the stream when the request ends early
+      call.on('end', () => {
+        handle.end();
+        call.end();
+      });
+      // Envoy resets the stream when the request ends early; a cancel (peer gone, connection lost)
+      // and 'close' cover every other way out. handle.end is idempotent.
+      call.on('error', () => handle.end());
+      call.on('cancelled', () => handle.end());
+      call.on('close', () => handle.end());
     },
   });
 }

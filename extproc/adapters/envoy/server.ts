@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import type { DecisionMetrics } from '../../core/decision/metrics.ts';
 import { loadEnvoyProtos } from '../../../protos/envoy-protos.ts';
 import { registerAuthorizationService } from './authorization-service.ts';
+import { startSlotSweeper, type EnvoyLimits } from './check-admission.ts';
 import { registerHealthService } from './health-service.ts';
 import { WatchedTlsFiles, type TlsFiles } from './tls-files.ts';
 
@@ -47,6 +48,11 @@ export interface ExtprocServerOptions {
   readonly source: SnapshotSource;
   readonly logger: Logger;
   readonly metrics?: DecisionMetrics;
+  /**
+   * Limits under Envoy: Check takes each allowed request's units and the slot table (shared with
+   * the ext_proc and access-log services) releases them (check-admission.ts). Absent, Check takes none.
+   */
+  readonly limits?: EnvoyLimits;
   /** Registers more services on the same server (ext_proc, access-log service). */
   readonly extraServices?: ReadonlyArray<(server: grpc.Server, protos: grpc.GrpcObject) => void>;
 }
@@ -70,7 +76,7 @@ export async function startExtprocServer(opts: ExtprocServerOptions): Promise<Ex
     'grpc.enable_channelz': 0,
   });
   let draining = false;
-  registerAuthorizationService(server, protos, opts);
+  registerAuthorizationService(server, protos, { ...opts, snapshot: () => opts.source.current() });
   const notify = registerHealthService(server, protos, {
     status: (service) => {
       if (service !== '' && service !== 'envoy.service.auth.v3.Authorization') return 'SERVICE_UNKNOWN';
@@ -107,6 +113,7 @@ export async function startExtprocServer(opts: ExtprocServerOptions): Promise<Ex
     tlsFiles?.close();
     throw err;
   });
+  const stopSweeper = opts.limits ? startSlotSweeper(opts.limits.slots) : undefined;
   // Owner only: the socket is the peer authentication, so no other user of the machine may connect.
   if (opts.socketPath) chmodSync(opts.socketPath, 0o600);
   opts.logger.info({ ...(opts.socketPath ? { socket: opts.socketPath } : { host, port }), tls: Boolean(tlsFiles) }, 'extproc gRPC listening');
@@ -133,6 +140,9 @@ export async function startExtprocServer(opts: ExtprocServerOptions): Promise<Ex
           resolve();
         });
       });
+      // No stream can release what is left once the server is down; the grants go back after this.
+      stopSweeper?.();
+      opts.limits?.slots.releaseAll();
     },
   };
 }

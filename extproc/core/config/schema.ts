@@ -24,10 +24,21 @@ const jwk = z.record(z.string(), z.unknown());
 
 export const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 
+/**
+ * Prefixes the gateway gives names itself: `service:<name>` is the user a service key is
+ * authorized as, and `user:` / `team:` / `system:` qualify the store's subjects and actors. An
+ * issuer with one of these names would qualify its users into them (`service` makes `sub: ci` the
+ * service account `service:ci`), so it could pose as whoever holds that name.
+ */
+export const RESERVED_ISSUER_NAMES: readonly string[] = ['service', 'team', 'user', 'system'];
+
 /** An issuer's name qualifies its users, teams and roles (`corp` → `corp:alice`): no `:` in it. */
 const issuerName = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9._-]{0,30}$/, 'must be 1–31 lower-case letters, digits, dot, dash or underscore (no ":")');
+  .regex(/^[a-z0-9][a-z0-9._-]{0,30}$/, 'must be 1–31 lower-case letters, digits, dot, dash or underscore (no ":")')
+  .refine((n) => !RESERVED_ISSUER_NAMES.includes(n), {
+    message: `is reserved (${RESERVED_ISSUER_NAMES.join(', ')}): the gateway names its own principals with these prefixes, e.g. service:<name> for service keys; choose another name`,
+  });
 
 const issuer = z
   .strictObject({

@@ -45,6 +45,8 @@ export function buildDataPlaneSnapshot(input: BuildDataPlaneInput): DataPlaneSna
       model_id: m.modelId,
       type: m.type,
       aliases: [...m.aliases],
+      // Left out when unset, so the payload is byte-identical to one from before the field existed.
+      ...(m.maxSessionSeconds !== null ? { max_session_seconds: m.maxSessionSeconds } : {}),
       price: {
         ...(m.price.perThousandChars !== undefined ? { per_1k_chars: m.price.perThousandChars } : {}),
         ...(m.price.perMinute !== undefined ? { per_minute: m.price.perMinute } : {}),

@@ -137,7 +137,15 @@ export function documentFromDataPlane(payload: DataPlaneSnapshot, local: LocalCo
     .filter((m) => !skipped.has(m.account))
     .map((m) => {
       const provider = payload.accounts.find((a) => a.name === m.account)?.provider ?? 'smallest';
-      return { name: m.model_id, provider, type: m.type, account: m.account, aliases: m.aliases, price: { ...m.price } };
+      return {
+        name: m.model_id,
+        provider,
+        type: m.type,
+        account: m.account,
+        aliases: m.aliases,
+        ...(m.max_session_seconds !== undefined ? { max_session_seconds: m.max_session_seconds } : {}),
+        price: { ...m.price },
+      };
     });
   // The file's defaults are static while the models come and go: a default naming a model this
   // revision does not have is dropped (unified routes then need a model), not a refused snapshot.

@@ -56,6 +56,8 @@ export const dataPlaneSnapshotSchema = z.strictObject({
       model_id: z.string().min(1),
       type: z.enum(['tts', 'stt']),
       aliases: z.array(z.string().min(1)),
+      /** Seconds; absent (payloads before it existed, or no bound) leaves the model unbounded. */
+      max_session_seconds: z.number().int().min(1).optional(),
       price: z.strictObject({
         per_1k_chars: decimal.optional(),
         per_minute: decimal.optional(),

@@ -68,18 +68,22 @@ export const accountPatchInput = z.strictObject({
 export const tokenInput = token;
 export const newCollaboratorInput = z.strictObject({ subject, role: collaboratorRole });
 export const collaboratorPatchInput = z.strictObject({ role: collaboratorRole });
+/** As `max_session_seconds` in config/schema.ts: pods compile the store's models through it. */
+const maxSessionSeconds = z.number().int().min(1).max(604_800);
 export const newModelInput = z
   .strictObject({
     modelId: resourceName,
     type: z.enum(['tts', 'stt']),
     aliases: aliases.default([]),
     price: price.default({}),
+    maxSessionSeconds: maxSessionSeconds.nullable().default(null),
   })
   .refine((m) => !m.aliases.includes(m.modelId), { message: 'a model is not its own alias', path: ['aliases'] });
 export const modelPatchInput = z.strictObject({
   type: z.enum(['tts', 'stt']).optional(),
   aliases: aliases.optional(),
   price: price.optional(),
+  maxSessionSeconds: maxSessionSeconds.nullable().optional(),
 });
 export const newTeamInput = z.strictObject({ name: resourceName, description: description.default('') });
 export const teamPatchInput = z.strictObject({ description: description.optional() });

@@ -60,6 +60,8 @@ export interface Model extends Versioned {
   readonly type: ModelType;
   readonly aliases: readonly string[];
   readonly price: Price;
+  /** Longest a WebSocket session or SSE stream on this model lasts, seconds; null: no bound of its own. */
+  readonly maxSessionSeconds: number | null;
 }
 
 export interface Team extends Versioned {
@@ -163,12 +165,16 @@ export interface NewModel {
   readonly type: ModelType;
   readonly aliases?: readonly string[];
   readonly price?: Price;
+  /** Absent or null: no bound of the model's own. */
+  readonly maxSessionSeconds?: number | null;
 }
 export interface ModelPatch {
   readonly type?: ModelType;
   readonly aliases?: readonly string[];
   /** Replaces the whole price. */
   readonly price?: Price;
+  /** Null clears the bound; absent keeps it. */
+  readonly maxSessionSeconds?: number | null;
 }
 export interface NewTeam {
   readonly name: string;

@@ -103,6 +103,24 @@ describe('recheckSession', () => {
     expect(recheckSession(bob, withModel(snapshot, 'pulse', (m) => ({ ...m, aliases: ['pulse_v1'] })))).toEqual({ kind: 'keep' });
   });
 
+  it("ends a JWT session whose access came only through a store team once the user leaves it; a token's own team keeps it", () => {
+    // With the control plane the authorizer adds the store's teams (identity/store-teams.ts): carol
+    // is admitted on TTS only because the store makes her a member of team voice.
+    const inStore = { ...snapshot, teamMembers: new Map([['carol', ['voice']]]) };
+    const carol = session(admittedBy(TTS, 'carol', ['voice'], inStore), { token: { issuer: ISSUER, teams: [] } });
+    expect(recheckSession(carol, { ...inStore, version: inStore.version + 1 })).toEqual({ kind: 'keep' });
+    const removed = { ...inStore, version: inStore.version + 1, teamMembers: new Map<string, readonly string[]>() };
+    expect(recheckSession(carol, removed)).toEqual({ kind: 'end', reason: 'entitlement_revoked', message: 'user "carol" may no longer use model "lightning-v3.1"' });
+    // Voice both in her token's claim and in the store: leaving the store team leaves the claim.
+    const both = session(admittedBy(TTS, 'carol', ['voice'], inStore), { token: { issuer: ISSUER, teams: ['voice'] } });
+    expect(recheckSession(both, removed)).toEqual({ kind: 'keep' });
+    // Teams read from the token count only when the allow carried them too: studio, which the
+    // account now lets in, was not among the teams carol was admitted with.
+    const widened = session(admittedBy(TTS, 'carol', ['voice'], inStore), { token: { issuer: ISSUER, teams: ['studio'] } });
+    const studioToo = withAccount(removed, 'smallest-tts', (a) => ({ ...a, teams: new Set([...a.teams, 'studio']) }));
+    expect(recheckSession(widened, studioToo)).toMatchObject({ kind: 'end', reason: 'entitlement_revoked' });
+  });
+
   it('fails closed on an allow that names no provider or model', () => {
     expect(recheckSession(session({ user: 'bob' }), snapshot)).toMatchObject({ kind: 'end', reason: 'entitlement_revoked' });
     expect(recheckSession(session({ user: 'bob', provider: 'smallest' }), snapshot)).toMatchObject({ kind: 'end', reason: 'entitlement_revoked' });
@@ -139,6 +157,18 @@ describe('sessionToken', () => {
     expect(sessionToken({}, `/x?token=${jwt}`)).toEqual({ issuer: ISSUER, expiresAtMs: exp * 1000 });
     expect(sessionToken({ authorization: 'Bearer good' }, '/x')).toEqual({});
     expect(sessionToken({}, '/x')).toEqual({});
+  });
+
+  it("with the snapshot's issuers, also the teams the token's claim carries, qualified like the verifier's", async () => {
+    const jwt = await sign(key, { ...claims(ISSUER, 'bob', ['voice', 'studio']), exp: nowSec() + 60 });
+    const issuers = snapshot.issuers;
+    expect(sessionToken({ authorization: `Bearer ${jwt}` }, '/x', issuers).teams).toEqual(['voice', 'studio']);
+    const named = issuers.map((i) => ({ ...i, name: 'corp' }));
+    expect(sessionToken({ authorization: `Bearer ${jwt}` }, '/x', named).teams).toEqual(['corp:voice', 'corp:studio']);
+    const { teams: _none, ...noTeams } = claims(ISSUER, 'bob');
+    expect(sessionToken({ authorization: `Bearer ${await sign(key, noTeams)}` }, '/x', issuers).teams).toEqual([]);
+    // An issuer the snapshot does not know: no teams read (the admitted ones stand).
+    expect(sessionToken({ authorization: `Bearer ${jwt}` }, '/x', []).teams).toBeUndefined();
   });
 });
 

@@ -20,7 +20,8 @@
  * account does not end sessions: the provider decides whether the old key still holds.
  */
 import { decodeJwt } from 'jose';
-import { modelAccount, type ModelAccount, type Snapshot } from '../config/snapshot.ts';
+import { modelAccount, type IssuerConfig, type ModelAccount, type Snapshot } from '../config/snapshot.ts';
+import { QUALIFIER_SEPARATOR } from '../identity/identity.ts';
 import { findToken } from '../identity/token.ts';
 import { hashServiceKey, isServiceKeyShaped } from '../config/service-key.ts';
 import { originAllowed } from './cors.ts';
@@ -41,6 +42,13 @@ export interface SessionToken {
    * re-check and a rotation's grace end is its deadline.
    */
   readonly serviceKey?: string;
+  /**
+   * The teams the token's own claim carries, qualified as the verifier qualifies them — without
+   * the control plane's: a re-check adds those afresh from each snapshot, so a user removed from
+   * a store team loses what only that team gave. Absent when unknown (no readable JWT of a known
+   * issuer): the teams the session was admitted with then stand.
+   */
+  readonly teams?: readonly string[];
 }
 
 /** What a session was admitted with. */
@@ -116,10 +124,13 @@ export function recheckSession(session: AdmittedSession, snapshot: Snapshot): Se
   // account still serves the model and still lets the caller in.
   const known = model.accounts.flatMap((m) => snapshot.accounts.get(m.account) ?? []);
   if (known.length === 0) return end('entitlement_revoked', `model "${model.name}" has no provider account any more`);
-  // A service key carries no teams of its own: its teams are the store's, read afresh, so one
-  // removed from a team loses that team's accounts. A token's claim cannot be re-read here.
-  const teams =
-    session.token.serviceKey !== undefined ? (snapshot.teamMembers?.get(user) ?? []) : (md.teams ?? '').split(',').filter((t) => t !== '');
+  // The caller's teams as the authorizer would combine them now: the credential's own (a service
+  // key has none; a token's claim, as admitted) plus the store's, read afresh, so one removed from
+  // a store team loses that team's accounts (identity/store-teams.ts).
+  const admitted = (md.teams ?? '').split(',').filter((t) => t !== '');
+  const own =
+    session.token.serviceKey !== undefined ? [] : session.token.teams !== undefined ? session.token.teams.filter((t) => admitted.includes(t)) : admitted;
+  const teams = [...own, ...(snapshot.teamMembers?.get(user) ?? [])];
   const lets = (a: (typeof known)[number]) => a.users.has(user) || teams.some((t) => a.teams.has(t));
   if (!known.some(lets)) {
     return end('entitlement_revoked', `user "${clip(user)}" may no longer use model "${model.name}"`);
@@ -205,24 +216,33 @@ export function configuredMaxSession(md: DecisionMetadata, snapshot: Snapshot): 
 /**
  * The `iss` and `exp` of the token an upgrade carried (header or `?token=`), read without
  * verification: the authorizer verified this very token before the session was allowed, and these
- * claims are only ever used to end a session sooner, never to admit one. A `vg_` service key
- * gives its hash instead (its expiry is the snapshot's, {@link sessionDeadline}). Empty when no JWT
- * is readable (an authorizer that admits other credentials); such a session is bounded by its
- * lifetime alone.
+ * claims are only ever used to end a session sooner, never to admit one. With `issuers` (those of
+ * the snapshot that admitted it), also the teams its claim carries: a re-check keeps only those of
+ * them the session was admitted with. A `vg_` service key gives its hash instead (its expiry is the
+ * snapshot's, {@link sessionDeadline}). Empty when no JWT is readable (an authorizer that admits
+ * other credentials); such a session is bounded by its lifetime alone.
  */
-export function sessionToken(headers: Readonly<Record<string, string>>, pathWithQuery: string): SessionToken {
+export function sessionToken(headers: Readonly<Record<string, string>>, pathWithQuery: string, issuers?: readonly IssuerConfig[]): SessionToken {
   const lookup = findToken(headers, pathWithQuery);
   if (!lookup.found) return {};
   if (isServiceKeyShaped(lookup.token)) return { serviceKey: hashServiceKey(lookup.token) };
   try {
     const claims = decodeJwt(lookup.token);
+    const issuer = issuers?.find((i) => i.issuer === claims.iss);
     return {
       ...(typeof claims.iss === 'string' ? { issuer: claims.iss } : {}),
       ...(typeof claims.exp === 'number' && Number.isFinite(claims.exp) ? { expiresAtMs: claims.exp * 1000 } : {}),
+      ...(issuer ? { teams: claimTeams(claims[issuer.teamsClaim], issuer) } : {}),
     };
   } catch {
     return {};
   }
+}
+
+/** A teams claim qualified as identity.ts qualifies it; absent is none, as the verifier reads it. */
+function claimTeams(claim: unknown, issuer: IssuerConfig): string[] {
+  const names = Array.isArray(claim) ? claim.filter((t): t is string => typeof t === 'string' && t !== '') : [];
+  return names.map((t) => (issuer.name === undefined ? t : `${issuer.name}${QUALIFIER_SEPARATOR}${t}`));
 }
 
 /**

@@ -59,6 +59,15 @@ describe('users and teams qualified by issuer', () => {
     const alone = new IdentityVerifier([issuer(CORP, corpKey)]);
     expect(await alone.verify(await sign(corpKey, claims(CORP, 'acct:alice')))).toMatchObject({ ok: true, identity: { user: 'acct:alice' } });
   });
+
+  it('no token names a service account: a lone unnamed issuer cannot mint service:<name>', async () => {
+    const alone = new IdentityVerifier([issuer(CORP, corpKey)]);
+    const r = await alone.verify(await sign(corpKey, claims(CORP, 'service:ci')));
+    expect(r).toMatchObject({ ok: false, code: 'invalid_claims' });
+    expect(!r.ok && r.message).toContain('"sub"');
+    // Only the prefix is reserved: other names with a colon, or containing "service", still pass.
+    expect(await alone.verify(await sign(corpKey, claims(CORP, 'services:ci')))).toMatchObject({ ok: true, identity: { user: 'services:ci' } });
+  });
 });
 
 describe('list claims are arrays of strings', () => {
@@ -111,6 +120,15 @@ describe('issuer names in the configuration', () => {
     expect(unnamed).toMatchObject({ ok: false, issues: [{ path: 'identity.issuers[1].name' }] });
     const same = await compile(doc([{ issuer: CORP, name: 'corp' }, { issuer: PARTNER, name: 'corp' }]));
     expect(same).toMatchObject({ ok: false, issues: [{ path: 'identity.issuers[1].name', message: 'duplicate issuer name "corp"' }] });
+  });
+
+  it('the names the gateway qualifies its own principals with are refused, naming the path', () => {
+    for (const name of ['service', 'team', 'user', 'system']) {
+      const r = configDocument.safeParse({ ...doc([{ issuer: CORP }]), identity: { issuers: [{ issuer: CORP, name, audiences: ['v'], jwks }] } });
+      expect(r.success).toBe(false);
+      expect(r.error?.issues[0]).toMatchObject({ path: ['identity', 'issuers', 0, 'name'], message: expect.stringContaining('is reserved') });
+    }
+    expect(configDocument.safeParse({ ...doc([{ issuer: CORP }]), identity: { issuers: [{ issuer: CORP, name: 'services', audiences: ['v'], jwks }] } }).success).toBe(true);
   });
 
   it('a name with ":" is refused; a collaborator qualified with no issuer\'s name is reported', async () => {

@@ -67,6 +67,9 @@ const stringList = z.array(z.string().min(1).max(256)).max(256);
 /** Separates an issuer's name from the names its tokens carry (`corp:alice`). */
 export const QUALIFIER_SEPARATOR = ':';
 
+/** Users of this prefix are service accounts (identity/service-key.ts); no token names one. */
+const SERVICE_PREFIX = `service${QUALIFIER_SEPARATOR}`;
+
 interface CompiledIssuer {
   readonly config: IssuerConfig;
   readonly keys: JWTVerifyGetKey;
@@ -126,11 +129,14 @@ function claimsSchema(c: IssuerConfig, colonReserved: boolean): CompiledIssuer['
     ? plain.refine((v) => !v.includes(QUALIFIER_SEPARATOR), `must not contain "${QUALIFIER_SEPARATOR}"`)
     : plain;
   const list = colonReserved ? z.array(name).max(256) : stringList;
+  // `service:<name>` is the user a gateway service key is authorized as; even a lone unnamed
+  // issuer may not mint it (a named one cannot: config/schema.ts reserves the name `service`).
+  const user = name.refine((v) => c.name !== undefined || !v.startsWith(SERVICE_PREFIX), `must not start with "${SERVICE_PREFIX}"`);
   const qualify = (v: string): string => (c.name === undefined ? v : `${c.name}${QUALIFIER_SEPARATOR}${v}`);
   const names = (v: string[] | undefined): string[] => [...new Set((v ?? []).map(qualify))].sort();
   return z
     .looseObject({
-      [c.userClaim]: name,
+      [c.userClaim]: user,
       [c.teamsClaim]: list.optional(),
       [c.rolesClaim]: list.optional(),
     })

@@ -94,6 +94,8 @@ export interface AdmissionLedger {
   cool(account: string, ms?: number): void;
   /** What is held now (tests, metrics). */
   inUse(scope: LimitScope, name: string, resource: Resource): number;
+  /** What this pod may hold of an account's pool: its grant (TTS sockets: × `ws_per_unit`). Metrics. */
+  capacity(account: AccountConfig, pool: AccountPool): number;
 }
 
 interface Counter {
@@ -264,6 +266,9 @@ export function createAdmissionLedger(opts: LedgerOptions = {}): AdmissionLedger
     },
     inUse(scope, name, resource) {
       return counters.get(key(scope, name, resource))?.n ?? 0;
+    },
+    capacity(a, pool) {
+      return pool === 'ws_slots' ? grants.units(a, 'tts') * a.wsPerUnit : grants.units(a, pool === 'tts_units' ? 'tts' : 'stt');
     },
   };
 }

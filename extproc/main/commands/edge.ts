@@ -14,6 +14,7 @@ import { edgeComponent, sidePortComponent } from '../components/listeners.ts';
 import { telemetryComponent } from '../components/telemetry.ts';
 import { usageComponent } from '../components/usage.ts';
 import { limitsComponent, resolveLimitsMode } from '../components/limits.ts';
+import { limitMetrics } from '../../adapters/prometheus/limit-metrics.ts';
 import { createLogger } from '../logger.ts';
 import { EDGE_OPTIONS } from '../options.ts';
 
@@ -38,6 +39,8 @@ export const edgeCommand = defineCommand("the embedded data plane (Envoy's job w
   const grpcClient = o.authz === 'inproc' ? undefined : createGrpcAuthorizer(target, { timeoutMs: o.authzTimeout, reconnectMaxMs: o.authzReconnectMax, ...(tls ? { tls } : {}) });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // Units in use, grants and refusals on /metrics, read from the ledger the edge admits with.
+  const limited = limitMetrics(registry, limits.ledger, () => source.current()?.accounts.values() ?? []);
   const usage = usageComponent({
     ...(o.nats ? { natsUrl: o.nats } : {}),
     spoolDir: o.spoolDir,
@@ -63,7 +66,7 @@ export const edgeCommand = defineCommand("the embedded data plane (Envoy's job w
     source,
     authorizer: grpcClient ?? createAuthorizer(source),
     logger,
-    limits: limits.ledger,
+    limits: limited.ledger,
     ...(observe ? { observe } : {}),
   }, { drainTimeoutMs: o.drainTimeout });
   const components = [

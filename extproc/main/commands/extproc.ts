@@ -13,6 +13,9 @@ import { telemetryComponent } from '../components/telemetry.ts';
 import { usageComponent } from '../components/usage.ts';
 import { envoyUsageServices } from '../envoy-usage-services.ts';
 import { createLogger } from '../logger.ts';
+import { limitsComponent, resolveLimitsMode } from '../components/limits.ts';
+import { limitMetrics } from '../../adapters/prometheus/limit-metrics.ts';
+import { SlotTable } from '../../core/limits/slots.ts';
 import { EXTPROC_OPTIONS } from '../options.ts';
 
 export const extprocCommand = defineCommand('the gRPC service Envoy calls: ext_authz Check, ext_proc, access logs, health', EXTPROC_OPTIONS, async (o, ctx) => {
@@ -26,7 +29,16 @@ export const extprocCommand = defineCommand('the gRPC service Envoy calls: ext_a
   const config = await configSourceFromFlags(ctx, o, logger);
   if (typeof config === 'number') return config;
   const { source } = config;
+  const limitsMode = resolveLimitsMode(o.limits, o.nats);
+  if (!limitsMode) {
+    report(ctx, '--limits cluster needs NATS (--nats or NATS_URL): the grant ledger is a NATS KV bucket');
+    return 2;
+  }
+  const limits = limitsComponent({ mode: limitsMode, ...(o.nats ? { natsUrl: o.nats } : {}), bucket: o.grantBucket, snapshot: () => source.current(), logger });
   const metrics = createAuthzMetrics();
+  const limited = limitMetrics(metrics.registry, limits.ledger, () => source.current()?.accounts.values() ?? []);
+  // Check takes the units; the ext_proc stream, the access-log entry or the sweeper gives them back.
+  const slots = new SlotTable({ claimTimeoutMs: o.slotClaimTimeout, onRelease: (cause) => limited.slotReleased(cause) });
   const usage = usageComponent({
     ...(o.nats ? { natsUrl: o.nats } : {}),
     spoolDir: o.spoolDir,
@@ -48,10 +60,13 @@ export const extprocCommand = defineCommand('the gRPC service Envoy calls: ext_a
     source,
     logger,
     metrics,
-    extraServices: envoyUsageServices(usage.sink, source),
+    limits: { ledger: limited.ledger, slots },
+    extraServices: envoyUsageServices(usage.sink, source, slots),
   }, { drainTimeoutMs: o.drainTimeout });
   const side = sidePortComponent({ host: o.host, port: o.httpPort, registry: metrics.registry, ready: () => source.current() !== undefined });
-  const components = [telemetryComponent('voicegate-extproc'), ...config.first, usage, side, grpc, ...config.last];
+  // The grant ledger starts before the gRPC server (the first Checks find a grant) and closes after
+  // it (the server's close releases what Check still held, then the grants go back).
+  const components = [telemetryComponent('voicegate-extproc'), ...config.first, usage, side, limits, grpc, ...config.last];
   return serve(ctx, components, o.drainDelay, () => {
     logger.info({ ...(o.socket ? { grpcSocket: o.socket } : { grpcPort: grpc.port }), grpcTls: Boolean(tls), httpPort: side.port, config: source.current()?.origin }, 'extproc ready');
   });

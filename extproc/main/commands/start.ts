@@ -24,12 +24,22 @@ import { createLogger } from '../logger.ts';
 import { START_OPTIONS } from '../options.ts';
 import { reloadComponent } from '../reload.ts';
 import { devIssuer, signDevToken } from './token.ts';
+import { openEmbeddedControl, type EmbeddedControl } from './start-control.ts';
+import { loadStartConfigFile, type StartConfigFile } from '../../adapters/files/start-config.ts';
+import type { Parsed } from '../flags.ts';
+import type { Logger } from '../logger.ts';
+
+type StartFlags = Parsed<typeof START_OPTIONS>;
 
 /** The loopback upstream the bundled simulator should serve, if the config points at one. */
 export function simulatorTarget(snapshot: Snapshot): { host: string; port: number } | undefined {
-  const smallest = snapshot.providers.get('smallest');
-  if (!smallest) return undefined;
-  const url = new URL(smallest.upstream);
+  return simulatorTargetOf(snapshot.providers.get('smallest')?.upstream);
+}
+
+/** The same from the provider's upstream URL (the file's, before any snapshot exists). */
+export function simulatorTargetOf(upstream: string | undefined): { host: string; port: number } | undefined {
+  if (upstream === undefined) return undefined;
+  const url = new URL(upstream);
   if (url.protocol !== 'http:' || !['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) return undefined;
   return { host: url.hostname === '[::1]' ? '::1' : url.hostname, port: Number(url.port || 80) };
 }
@@ -73,24 +83,65 @@ export const startCommand = defineCommand('simulator + decision service + edge i
     report(ctx, tls);
     return 2;
   }
-  const snapshot = await loadConfig(ctx, o.config);
-  if (!snapshot) return 1;
-  const source = new StaticSnapshotSource(snapshot);
   const logger = createLogger({ name: 'voicegate', level: ctx.env['LOG_LEVEL'] });
+  // --control off: the file is the whole configuration, as before the control plane existed.
+  let fileSnapshot: Snapshot | undefined;
+  let file: StartConfigFile | undefined;
+  if (o.control === 'off') {
+    fileSnapshot = await loadConfig(ctx, o.config);
+    if (!fileSnapshot) return 1;
+  } else {
+    try {
+      file = await loadStartConfigFile(o.config, ctx.env);
+    } catch (err) {
+      report(ctx, (err as Error).message);
+      return 1;
+    }
+  }
   const limitsMode = resolveLimitsMode(o.limits, o.nats);
   if (!limitsMode) {
     report(ctx, '--limits cluster needs NATS (--nats or NATS_URL): the grant ledger is a NATS KV bucket');
     return 2;
   }
+  const upstream = fileSnapshot ? fileSnapshot.providers.get('smallest')?.upstream : file?.local.doc.providers['smallest']?.upstream;
+  const target = o.simulator === 'auto' ? simulatorTargetOf(upstream) : undefined;
+  // Checked before the control store opens: nothing to undo, one line on stderr.
+  if (target && !ctx.ext.upstreamSimulator) {
+    report(ctx, `the upstream ${upstream} is loopback, but the bundled simulator is not installed (dev/wiring.ts); start one yourself and pass --simulator off`);
+    return 1;
+  }
+  let embedded: EmbeddedControl | undefined;
+  if (file) {
+    const opened = await openEmbeddedControl(ctx, { config: o.config, database: o.database, dataDir: o.dataDir, host: o.host, adminPort: o.adminPort, insecure: o.insecure }, file, logger);
+    if (typeof opened === 'number') return opened;
+    embedded = opened;
+  }
+  try {
+    const from = embedded ? { snapshot: embedded.snapshot, source: embedded.inProcess.source, embedded } : { snapshot: fileSnapshot!, source: new StaticSnapshotSource(fileSnapshot!) };
+    return await startWith(ctx, o, { logger, limitsMode, target, tls, ...from });
+  } finally {
+    await embedded?.close();
+  }
+});
+
+interface StartPlan {
+  readonly logger: Logger;
+  readonly limitsMode: NonNullable<ReturnType<typeof resolveLimitsMode>>;
+  readonly target: { host: string; port: number } | undefined;
+  readonly tls: Exclude<ReturnType<typeof serverTlsFromFlags>, string>;
+  /** The first snapshot, and the source the listeners read (the control plane swaps it). */
+  readonly snapshot: Snapshot;
+  readonly source: StaticSnapshotSource;
+  readonly embedded?: EmbeddedControl;
+}
+
+/** The components of `start` once its snapshot exists, run until the signal aborts. */
+async function startWith(ctx: RunContext, o: StartFlags, plan: StartPlan): Promise<number> {
+  const { logger, limitsMode, target, tls, snapshot, source, embedded } = plan;
   const limits = limitsComponent({ mode: limitsMode, ...(o.nats ? { natsUrl: o.nats } : {}), bucket: o.grantBucket, snapshot: () => source.current(), logger });
-  const target = o.simulator === 'auto' ? simulatorTarget(snapshot) : undefined;
   const simulator = target ? simulatorComponent(ctx, { ...target, profile: o.profile, accounts: simulatorAccounts(snapshot) }) : undefined;
   // An account added later (a reload, the control plane) has a key the simulator must accept too.
   if (simulator) source.onSwap((next) => simulator.addAccounts(simulatorAccounts(next)));
-  if (target && !simulator) {
-    report(ctx, `the upstream ${snapshot.providers.get('smallest')?.upstream} is loopback, but the bundled simulator is not installed (dev/wiring.ts); start one yourself and pass --simulator off`);
-    return 1;
-  }
   const metrics = createAuthzMetrics();
   const usage = usageComponent({
     ...(o.nats ? { natsUrl: o.nats } : {}),
@@ -143,20 +194,36 @@ export const startCommand = defineCommand('simulator + decision service + edge i
     side,
     limits,
     edge,
-    reloadComponent(source, o.config, logger),
+    ...(embedded ? [embedded.admin, embedded.inProcess.hup] : [reloadComponent(source, o.config, logger)]),
   ];
-  const usageMode = o.nats ? (o.database ? 'nats+postgres' : 'nats') : `file ${o.spoolDir}/spans.jsonl`;
+  const rollups = Boolean(o.nats && o.database);
+  const usageMode = (o.nats ? (o.database ? 'nats+postgres' : 'nats') : `file ${o.spoolDir}/spans.jsonl`) + (embedded && !rollups ? '   (roll-ups and GET /admin/v1/usage need NATS_URL and DATABASE_URL)' : '');
   return serve(ctx, components, o.drainDelay, async () => {
-    ctx.stdout(await banner({ snapshot, configPath: o.config, edgeUrl: edge.url, grpcHost: o.host, grpcTls: Boolean(tls), grpcPort: grpc.port, httpPort: side.port, simulator: simulator?.url, usage: usageMode }));
+    const control = embedded ? { url: embedded.admin.url ?? '-', store: embedded.storeLabel, revision: embedded.revision, bootstrapKey: embedded.bootstrapKey, imported: embedded.imported !== undefined } : undefined;
+    ctx.stdout(await banner({ snapshot: source.current() ?? snapshot, configPath: o.config, edgeUrl: edge.url, grpcHost: o.host, grpcTls: Boolean(tls), grpcPort: grpc.port, httpPort: side.port, simulator: simulator?.url, usage: usageMode, control }));
   });
-});
+}
 
 /** `word` as one POSIX shell word: bare when it is plain, single-quoted otherwise. */
 function shellWord(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-async function banner(p: { snapshot: Snapshot; configPath: string; edgeUrl: string; grpcHost: string; grpcTls: boolean; grpcPort: number; httpPort: number; simulator: string | undefined; usage: string }): Promise<string> {
+interface ControlBanner {
+  /** Base URL of the admin API. */
+  readonly url: string;
+  readonly store: string;
+  readonly revision: number;
+  readonly bootstrapKey: string | undefined;
+  /** Whether this start imported the file into an empty store. */
+  readonly imported: boolean;
+}
+
+/** A demo key the bundled simulator accepts once an account holds it (it follows the snapshot). */
+const DEMO_ACCOUNT = 'my-smallest';
+const DEMO_SIMULATOR_KEY = 'sim-key-my-smallest-0001';
+
+async function banner(p: { snapshot: Snapshot; configPath: string; edgeUrl: string; grpcHost: string; grpcTls: boolean; grpcPort: number; httpPort: number; simulator: string | undefined; usage: string; control: ControlBanner | undefined }): Promise<string> {
   const lines = [
     '',
     'voicegate is running',
@@ -165,6 +232,7 @@ async function banner(p: { snapshot: Snapshot; configPath: string; edgeUrl: stri
     `  metrics & usage    http://127.0.0.1:${p.httpPort}/metrics`,
     `  upstream           ${p.simulator ? `${p.simulator} (bundled simulator of api.smallest.ai)` : p.snapshot.providers.get('smallest')?.upstream ?? '-'}`,
     `  usage spans        ${p.usage}`,
+    ...(p.control ? [`  admin API          ${p.control.url}/admin/v1   (control store: ${p.control.store}, revision ${p.control.revision})`] : []),
     '',
   ];
   if (devIssuer(p.snapshot)) {
@@ -191,6 +259,64 @@ async function banner(p: { snapshot: Snapshot; configPath: string; edgeUrl: stri
       '',
     );
   }
+  if (p.control) lines.push(...controlLines(p.control, p));
   lines.push('Press Ctrl-C to stop.', '');
   return lines.join('\n');
+}
+
+/** The control plane's part of the banner: the key (first start), the three steps with curl and the CLI. */
+function controlLines(c: ControlBanner, p: { snapshot: Snapshot; configPath: string; edgeUrl: string; simulator: string | undefined }): string[] {
+  const api = `${c.url}/admin/v1`;
+  const cfg = shellWord(p.configPath);
+  const dev = devIssuer(p.snapshot) !== undefined;
+  const lines: string[] = [];
+  if (c.bootstrapKey !== undefined) {
+    lines.push(
+      'The administrator key of the control plane (service account bootstrap-admin), shown this once and never again; store it:',
+      `  export VG_ADMIN_KEY=${c.bootstrapKey}`,
+      '',
+    );
+  }
+  lines.push(
+    c.imported
+      ? `Accounts and models: imported from ${p.configPath} into the empty control store; from now on the store holds them (PUT /admin/v1/apply or \`voicegate apply -f FILE\` imports a file again).`
+      : `Accounts and models come from the control store (${c.store}), not from ${p.configPath}; \`voicegate apply -f FILE\` (PUT /admin/v1/apply) imports the file again.`,
+  );
+  if (c.bootstrapKey === undefined) {
+    lines.push(`VG_ADMIN_KEY below is the key printed on the first start${dev ? ', or a development administrator token:' : '.'}`);
+    if (dev) lines.push(`  export VG_ADMIN_KEY=$(node bin/voicegate.js token --config ${cfg} --user admin --role voicegate-admin)`);
+  }
+  lines.push('');
+  const auth = `-H "Authorization: Bearer $VG_ADMIN_KEY" -H 'Content-Type: application/json'`;
+  // With the simulator a demo key works (it accepts the keys of accounts the control plane adds);
+  // otherwise the user's own key, from the environment so that it stays out of shell history.
+  const token = p.simulator ? DEMO_SIMULATOR_KEY : `'"$SMALLEST_API_KEY"'`;
+  lines.push(
+    p.simulator
+      ? `Add an account (its key is stored encrypted and never shown again), a collaborator and a model, with curl:`
+      : `Add an account with your Smallest key in SMALLEST_API_KEY (stored encrypted, never shown again), a collaborator and a model, with curl:`,
+    `  curl -sS --fail-with-body -w '\\n' ${auth} \\`,
+    `    -d '{"name":"${DEMO_ACCOUNT}","token":"${token}","concurrency_units":2}' ${api}/accounts`,
+    `  curl -sS --fail-with-body -w '\\n' ${auth} \\`,
+    `    -d '{"subject":"user:carol","role":"user"}' ${api}/accounts/${DEMO_ACCOUNT}/collaborators`,
+    `  curl -sS --fail-with-body -w '\\n' ${auth} \\`,
+    `    -d '{"model_id":"lightning-v3.1","type":"tts","price":{"per_1k_chars":"0.0195"}}' ${api}/accounts/${DEMO_ACCOUNT}/models`,
+    '',
+    'The same with the CLI (run from this folder):',
+    `  export VOICEGATE_CONTROL_URL=${c.url} VOICEGATE_ADMIN_TOKEN="$VG_ADMIN_KEY"`,
+    `  printf %s ${p.simulator ? DEMO_SIMULATOR_KEY : '"$SMALLEST_API_KEY"'} | node bin/voicegate.js admin accounts create ${DEMO_ACCOUNT} --units 2 --provider-token-file -`,
+    `  node bin/voicegate.js admin collaborators add ${DEMO_ACCOUNT} user:carol`,
+    `  node bin/voicegate.js admin models add ${DEMO_ACCOUNT} lightning-v3.1 --type tts --price-per-thousand-chars 0.0195`,
+    '',
+  );
+  if (dev) {
+    lines.push(
+      `Then carol, a collaborator of ${DEMO_ACCOUNT} only, speaks through it (HTTP 200; 403 before the steps above):`,
+      `  export CAROL_TOKEN=$(node bin/voicegate.js token --config ${cfg} --user carol)`,
+      `  curl -sS -o carol.wav -w '%{http_code}\\n' -H "Authorization: Bearer $CAROL_TOKEN" -H 'Content-Type: application/json' \\`,
+      `    -d '{"text":"Hello through my own account","voice_id":"magnus","output_format":"wav"}' ${p.edgeUrl}/smallest/waves/v1/lightning-v3.1/get_speech`,
+      '',
+    );
+  }
+  return lines;
 }
