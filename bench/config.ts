@@ -27,16 +27,30 @@ export const BENCH_CONCURRENCY = 10_000;
  * syntheses at once per account, and the bench measures relaying, not the example's 4-unit plan
  * (64 connections, or WebSocket syntheses held open, would be refused past it).
  */
-export function benchConfigText(upstream: string): string {
+export function benchConfigText(upstream: string, opts: BenchConfigOptions = {}): string {
   const text = readFileSync(EXAMPLE_CONFIG, 'utf8');
   const replaced = text.replace(/^(\s*upstream:\s*)\S+/m, `$1${upstream}`);
   if (replaced === text && !text.includes(`upstream: ${upstream}`)) throw new Error('examples/voicegate.yaml has no upstream line to replace');
-  return replaced.replace(/^(\s*concurrency:\s*)\d+/gm, `$1${BENCH_CONCURRENCY}`);
+  const raised = replaced.replace(/^(\s*concurrency:\s*)\d+/gm, `$1${BENCH_CONCURRENCY}`);
+  if (opts.teamCap === undefined) return raised;
+  // Under `limits: teams:` (the only block line `  teams:`; collaborators' teams are inline lists).
+  const capped = raised.replace(/^( {2}teams:[ \t]*)$/m, `$1\n    voice: { max_units: ${opts.teamCap}, max_sessions: ${opts.teamCap} }`);
+  if (capped === raised) throw new Error('examples/voicegate.yaml has no limits.teams block to add the team cap to');
+  return capped;
+}
+
+export interface BenchConfigOptions {
+  /**
+   * Adds `max_units` and `max_sessions` of this many for team `voice` (alice's team), so that every
+   * admission also checks a team cap (case 7). No `requests_per_minute`: its schema maximum
+   * (100,000) is below what one connection sends in a minute here.
+   */
+  readonly teamCap?: number;
 }
 
 /** Compiles the example policy against `upstream`; secrets resolve relative to examples/. */
-export function benchSnapshot(upstream: string): Promise<Snapshot> {
-  return loadSnapshotFromText(benchConfigText(upstream), {
+export function benchSnapshot(upstream: string, opts: BenchConfigOptions = {}): Promise<Snapshot> {
+  return loadSnapshotFromText(benchConfigText(upstream, opts), {
     origin: `bench:${EXAMPLE_CONFIG}`,
     baseDir: dirname(EXAMPLE_CONFIG),
     version: 1,

@@ -16,6 +16,7 @@ import { checkThroughput } from './cases/check-throughput.ts';
 import { jwtVerify } from './cases/jwt-verify.ts';
 import { sseLatency } from './cases/sse.ts';
 import { websocketRelay } from './cases/websocket.ts';
+import { admissionCost } from './cases/admission.ts';
 import { REPO_ROOT } from './config.ts';
 import { releaseSharedTopology, type BenchSettings } from './harness.ts';
 import { machineBusySeconds, ownCpuSeconds, pinSelf, planCpus, stopAll } from './processes.ts';
@@ -29,6 +30,7 @@ const CASES: ReadonlyArray<readonly [number, string, (s: BenchSettings) => Promi
   [4, 'JWT verification', jwtVerify],
   [5, 'SSE time to first/last event', sseLatency],
   [6, 'WebSocket relay and idle memory', websocketRelay],
+  [7, 'Admission with limits: edge REST, gRPC Check, ledger round trips', admissionCost],
 ];
 
 /** Cases that run on (or borrow from) the servers of cases 1–2. */

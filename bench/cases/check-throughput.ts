@@ -19,8 +19,8 @@ const CONCURRENCY = 32;
 const PATH = '/smallest/waves/v1/lightning-v3.1/get_speech';
 const BODY = new TextEncoder().encode(SMALL_TTS_BODY);
 
-/** What the edge (or Envoy) sends for the case-1 request. */
-function checkInput(token: string, i: number): CheckInput {
+/** What the edge (or Envoy) sends for the case-1 request (case 7 sends it too). */
+export function checkInput(token: string, i: number): CheckInput {
   const requestId = `bench-${i}`;
   return {
     method: 'POST',

@@ -21,6 +21,9 @@ const CONTROL_URL = z.url({ protocol: /^https?$/, error: 'must be an http:// or 
 /** `0`, `90s`, `15m`, `1h`, `7d`, or plain seconds. */
 const GRACE = z.string().transform((t, ctx) => (/^0+$/.test(t) ? 0 : (parseDurationSeconds(t) ?? (ctx.addIssue({ code: 'custom', message: 'must be 0 or a duration like 90s, 15m, 1h' }), z.NEVER))));
 
+/** Seconds, or `none` (null on the wire: no per-model limit). */
+const MAX_SESSION = z.union([z.literal('none').transform(() => null), POSITIVE_INT], { error: 'must be a positive number of seconds or none' });
+
 /** Where the control plane is and who is asking; every admin command reads them. */
 export const CONNECTION_OPTIONS = {
   controlUrl: flag({ flag: 'control-url', value: 'URL', env: 'VOICEGATE_CONTROL_URL', help: 'the control plane (`voicegate control`)', fallback: DEFAULT_CONTROL_URL, schema: CONTROL_URL }),
@@ -38,6 +41,8 @@ export const ADMIN_OPTIONS = {
   role: flag({ flag: 'role', value: 'user|manager', help: 'role of a new collaborator', fallback: 'user', schema: oneOf(['user', 'manager']) }),
   account: optional({ flag: 'account', value: 'ACCOUNT', help: 'only the models of this account', schema: TEXT }),
   type: optional({ flag: 'type', value: 'tts|stt', help: 'kind of model', schema: TEXT }),
+  description: optional({ flag: 'description', value: 'TEXT', help: 'description of a new team or service account', schema: z.string() }),
+  maxSessionSeconds: optional({ flag: 'max-session-seconds', value: 'N|none', help: 'longest a WebSocket session or SSE stream on the model lasts, seconds; `none` clears it', schema: MAX_SESSION }),
   alias: flag({ flag: 'alias', value: 'ALIAS', help: 'another name of the model (repeatable)', multiple: true, fallback: [] as string[], schema: z.array(TEXT) }),
   pricePerThousandChars: optional({ flag: 'price-per-thousand-chars', value: 'USD', help: 'price per 1000 characters, a decimal like 0.05', schema: TEXT }),
   pricePerMinute: optional({ flag: 'price-per-minute', value: 'USD', help: 'price per audio minute', schema: TEXT }),
@@ -46,6 +51,7 @@ export const ADMIN_OPTIONS = {
   grace: flag({ flag: 'grace', value: 'DURATION', help: 'how long a rotated key keeps working: 0, 90s, 15m, 1h (seconds without a unit)', fallback: DEFAULT_ROTATE_GRACE_SECONDS, schema: GRACE }),
   quiet: flag({ flag: 'quiet', help: 'print only the minted key, on its own line', fallback: false, schema: SWITCH }),
   resource: optional({ flag: 'resource', value: 'KIND', help: 'only audit events of this kind (account, account_secret, collaborator, model, team, team_member, service_account, service_key)', schema: TEXT }),
+  resourceKey: optional({ flag: 'resource-key', value: 'KEY', help: 'only audit events of this resource, e.g. acme-tts or acme-tts/user:alice', schema: TEXT }),
   by: flag({ flag: 'by', value: USAGE_BY.join('|'), help: 'roll-up dimension', fallback: 'user', schema: oneOf(USAGE_BY) }),
   from: optional({ flag: 'from', value: 'YYYY-MM-DD', help: 'first day (UTC) of the usage period (the API: 30 days ago)', schema: TEXT }),
   to: optional({ flag: 'to', value: 'YYYY-MM-DD', help: 'last day (UTC) of the usage period (the API: today)', schema: TEXT }),

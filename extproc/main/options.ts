@@ -140,11 +140,16 @@ export const START_OPTIONS = {
   spoolDir: withDefault(FLAGS.spoolDir, DEFAULT_START_SPOOL_DIR),
   ...usageFiles,
   ...spanStream,
+  nats: { ...FLAGS.nats, help: "NATS server of the span stream, the grant ledger and, with the embedded control plane, the pods' snapshot (KV --config-bucket)" },
   database: { ...FLAGS.database, help: 'PostgreSQL of the embedded control plane (needs VOICEGATE_KEK) and, with --nats, of the usage roll-ups; without it the control plane runs on PGlite under --data-dir' },
   durable: FLAGS.durable,
   control: flag({ flag: 'control', value: 'embedded|off', help: 'accounts and models from the embedded control plane (admin API on --admin-port; the file seeds an empty store), or from the file alone (off)', fallback: 'embedded', schema: oneOf(['embedded', 'off']) }),
   adminPort: withDefault(optional({ flag: 'admin-port', value: 'PORT', help: 'port of the admin API (/admin/v1) of the embedded control plane, on --host', schema: PORT }), DEFAULT_START_ADMIN_PORT),
   dataDir: flag({ flag: 'data-dir', value: 'DIR', help: "PGlite's data without --database (the development KEK goes in its parent folder); one process per folder", fallback: DEFAULT_START_DATA_DIR, schema: TEXT }),
+  // With --nats the embedded control plane also publishes for separate `voicegate edge` pods.
+  configBucket: { ...controlPlane.configBucket, help: "with --nats: NATS KV bucket the embedded control plane publishes the pods' snapshot to, created if missing" },
+  snapshotKeyFile: { ...controlPlane.snapshotKeyFile, help: "keyring sealing the snapshot's provider tokens for pods (id:base64,…; mode 0600); or VOICEGATE_SNAPSHOT_KEY; needed on PostgreSQL with --nats; PGlite without either: a development key beside the data" },
+  podSubject: flag({ flag: 'pod-subject', value: 'SUBJECT', help: 'a subject that may read GET /admin/v1/snapshot besides administrators (repeatable; replaces the default service:voicegate-pods)', multiple: true, fallback: ['service:voicegate-pods'] as string[], schema: z.array(z.string().regex(/^(user|service):[\x21-\x7e]{1,200}$/, 'must be user:<name> or service:<name>')) }),
   drainDelay: FLAGS.drainDelay,
   drainTimeout: FLAGS.drainTimeout,
 };

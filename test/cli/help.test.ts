@@ -23,7 +23,7 @@ async function voicegate(args: string[], ext = {}): Promise<Run> {
 /** A value the flag's own schema accepts (its default, or one of the placeholder's kind). */
 function sample(f: Flag<unknown>): string[] {
   if (f.value === undefined) return [`--${f.flag}`];
-  const byKind: Record<string, string> = { PORT: '0', N: '7', MS: '250', 'UID:GID': '1000:1000', SUBJECT: 'user:alice' };
+  const byKind: Record<string, string> = { PORT: '0', N: '7', MS: '250', 'UID:GID': '1000:1000', SUBJECT: 'user:alice', 'N|none': '600' };
   const fallback = f.fallback !== undefined && !Array.isArray(f.fallback) ? String(f.fallback) : undefined;
   return [`--${f.flag}`, fallback ?? byKind[f.value] ?? 'x'];
 }

@@ -26,8 +26,9 @@ async function fresh(): ReturnType<typeof freshDatabase> {
 
 adminApiSuite('PostgreSQL', async () => {
   const db = await fresh();
-  const opened = await openPgControlStore(db.pool, { keyring: keyring() });
-  return { store: opened.store, close: async () => { await opened.close(); await db.drop(); } };
+  const kek = keyring();
+  const opened = await openPgControlStore(db.pool, { keyring: kek });
+  return { store: opened.store, kek, close: async () => { await opened.close(); await db.drop(); } };
 });
 
 describe('GET /admin/v1/usage on PostgreSQL', () => {

@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { createAdminApp, type AdminApp } from '../../extproc/adapters/admin-api/app.ts';
 import { bootstrapAdmin } from '../../extproc/adapters/admin-api/bootstrap.ts';
+import { dataPlaneCheck } from '../../extproc/adapters/admin-api/data-plane-check.ts';
+import { Keyring } from '../../extproc/core/control/envelope.ts';
 import type { ControlStore } from '../../extproc/core/control/store.ts';
 import { IdentityVerifier } from '../../extproc/core/identity/identity.ts';
 import type { IssuerConfig } from '../../extproc/core/config/snapshot.ts';
@@ -21,6 +23,8 @@ const SECRETS = [TOKEN_A, TOKEN_A2, TOKEN_B, TOKEN_APPLY];
 
 export interface Engine {
   readonly store: ControlStore;
+  /** The store's key-encryption key: the configuration check opens the tokens as the publisher does. */
+  readonly kek: Keyring;
   close(): Promise<void>;
 }
 
@@ -110,6 +114,7 @@ export function adminApiSuite(label: string, open: () => Promise<Engine>): void 
         verifier: new IdentityVerifier([issuer(key)]),
         resolveSecret: async (ref) => (ref === 'env:APPLY_TOKEN' ? { ok: true, value: TOKEN_APPLY } : ref === 'env:A_TOKEN' ? { ok: true, value: TOKEN_A2 } : { ok: false, message: `env var ${ref.slice(4)} is not set` }),
         ready: async () => !storeDown,
+        checkConfiguration: dataPlaneCheck({ kek: engine.kek, snapshotKey: new Keyring([{ id: 'snap', key: new Uint8Array(32).fill(7) }]) }),
       });
       const boot = await bootstrapAdmin(real);
       expect(boot?.subject).toBe('service:bootstrap-admin');
@@ -485,6 +490,59 @@ export function adminApiSuite(label: string, open: () => Promise<Engine>): void 
       expectProblem(await call('DELETE', '/admin/v1/accounts/acct-new', { headers: { 'if-match': '"99"' } }), 412);
       expect((await call('DELETE', '/admin/v1/accounts/acct-new', { headers: { 'if-match': etag(a) } })).status).toBe(204);
       expect(await engine.store.getModel('acct-new', 'pulse')).toBeUndefined();
+    });
+
+    it("a write whose configuration cannot become the pods' snapshot is 422 problem+json naming the cause, with nothing committed", async () => {
+      // acct-a serves lightning-v3.1 (alias `lightning`) for provider smallest; acct-c joins that provider.
+      const created = await call('POST', '/admin/v1/accounts', { body: { name: 'acct-c', token: TOKEN_B } });
+      expect(created.status, created.text).toBe(201);
+      const unchanged = async (revision: number) => {
+        expect(await engine.store.currentRevision()).toBe(revision);
+        const audit = await call('GET', '/admin/v1/audit-events?limit=500');
+        expect(audit.body.items.some((e: { revision: number }) => e.revision > revision)).toBe(false);
+      };
+
+      // A second model of the provider answering to the same alias: which one a request meant would depend on order.
+      let before = await engine.store.currentRevision();
+      const clash = await call('POST', '/admin/v1/accounts/acct-c/models', { body: { model_id: 'other-tts', type: 'tts', aliases: ['lightning'] } });
+      expectProblem(clash, 422);
+      expect(clash.body.type).toBe('urn:voicegate:problem:configuration_rejected');
+      expect(clash.body.detail).toContain('model acct-c/other-tts');
+      expect(clash.body.detail).toContain('"lightning" is already used by "lightning-v3.1"');
+      expect(await engine.store.getModel('acct-c', 'other-tts')).toBeUndefined();
+      await unchanged(before);
+
+      // One model name typed tts on acct-a and stt here.
+      const typed = await call('POST', '/admin/v1/accounts/acct-c/models', { body: { model_id: 'lightning-v3.1', type: 'stt' } });
+      expectProblem(typed, 422);
+      expect(typed.body.detail).toContain('every entry of one model has the same type');
+      await unchanged(before);
+
+      // The same model served by two accounts is fine; so is a model of its own.
+      expect((await call('POST', '/admin/v1/accounts/acct-c/models', { body: { model_id: 'lightning-v3.1', type: 'tts' } })).status).toBe(201);
+      const solo = await call('POST', '/admin/v1/accounts/acct-c/models', { body: { model_id: 'solo', type: 'tts' } });
+      expect(solo.status, solo.text).toBe(201);
+
+      // A PATCH that makes the clash: refused, the model keeps its version.
+      before = await engine.store.currentRevision();
+      const patched = await call('PATCH', '/admin/v1/accounts/acct-c/models/solo', { body: { aliases: ['lightning'] }, headers: { 'if-match': etag(solo) } });
+      expectProblem(patched, 422);
+      expect(patched.body.detail).toContain('model acct-c/solo');
+      expect((await engine.store.getModel('acct-c', 'solo'))?.aliases).toEqual([]);
+      await unchanged(before);
+
+      // apply, dry run or not: the same refusal, nothing applied.
+      const doc = 'models:\n  - { name: lightning-v3.1, type: tts, account: acct-a, aliases: [lightning], price: { per_1k_chars: "0.06" } }\n  - { name: solo, type: tts, account: acct-c, aliases: [lightning] }';
+      for (const q of ['?dry_run=true', '']) {
+        const applied = await call('PUT', `/admin/v1/apply${q}`, { raw: doc, headers: { 'content-type': 'application/yaml' } });
+        expectProblem(applied, 422);
+        expect(applied.body.detail).toContain('model acct-c/solo');
+      }
+      expect(await engine.store.getModel('acct-c', 'lightning-v3.1')).toBeDefined();
+      await unchanged(before);
+
+      const c = await call('GET', '/admin/v1/accounts/acct-c');
+      expect((await call('DELETE', '/admin/v1/accounts/acct-c', { headers: { 'if-match': etag(c) } })).status).toBe(204);
     });
 
     it('no provider token in any answer or audit row', async () => {

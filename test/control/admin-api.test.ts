@@ -5,6 +5,7 @@ import { Keyring } from '../../extproc/core/control/envelope.ts';
 import { adminApiSuite } from './admin-api-suite.ts';
 
 adminApiSuite('PGlite', async () => {
-  const opened = await openPgliteControlStore({ keyring: new Keyring([{ id: 'k1', key: new Uint8Array(randomBytes(32)) }]) });
-  return { store: opened.store, close: () => opened.close() };
+  const kek = new Keyring([{ id: 'k1', key: new Uint8Array(randomBytes(32)) }]);
+  const opened = await openPgliteControlStore({ keyring: kek });
+  return { store: opened.store, kek, close: () => opened.close() };
 });

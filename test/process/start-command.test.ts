@@ -96,12 +96,16 @@ function baseEnv(): Record<string, string | undefined> {
 
 describe('voicegate start and usage', () => {
   it('with NATS_URL and DATABASE_URL: `voicegate usage` and GET /usage show a request at once', { timeout: 150_000 }, async () => {
+    const configBucket = uniqueName('vg_start_config');
     const g = await startGateway('nats', {
       ...baseEnv(),
       NATS_URL,
       DATABASE_URL: fixture.db.url,
       // The embedded control plane runs on this PostgreSQL too; its tokens need a real KEK there.
       VOICEGATE_KEK: `k1:${randomBytes(32).toString('base64')}`,
+      // With NATS it publishes the pods' snapshot too: their key, and a bucket of this run's own.
+      VOICEGATE_SNAPSHOT_KEY: `s1:${randomBytes(32).toString('base64')}`,
+      VOICEGATE_CONFIG_BUCKET: configBucket,
       VOICEGATE_STREAM: stream,
       VOICEGATE_SUBJECT_PREFIX: `${stream.toLowerCase()}.spans`,
       VOICEGATE_DURABLE: uniqueName('agg'),
@@ -129,6 +133,8 @@ describe('voicegate start and usage', () => {
 
     g.child.kill('SIGINT');
     expect(await g.exited).toBe(0);
+    const jsm = await fixture.nc.jetstreamManager();
+    for (const s of [`KV_${configBucket}`, `OBJ_${configBucket}-objects`]) await jsm.streams.delete(s).catch(() => undefined);
   });
 
   it('without NATS: spans go to <spool-dir>/spans.jsonl and each request logs a summary line', { timeout: 150_000 }, async () => {

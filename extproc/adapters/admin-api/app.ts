@@ -16,6 +16,7 @@ import type { ControlStore, ResourceKind } from '../../core/control/store.ts';
 import { applyConfiguration, parseApplyDocument, type ResolveSecret } from './apply.ts';
 import { authenticate, forbidden, managesAccount, type Principal, type TokenVerifier } from './auth.ts';
 import { BOOTSTRAP_SUBJECT } from './bootstrap.ts';
+import { assertCompiles, type ConfigurationCheck } from './data-plane-check.ts';
 import { fail, problem, ProblemError, storeProblem, zodProblem, type Problem } from './problem.ts';
 import * as W from './wire.ts';
 
@@ -54,6 +55,12 @@ export interface AdminAppDeps {
   readonly resolveSecret?: ResolveSecret | undefined;
   /** Whether the database answers; false turns /readyz and failing admin calls into 503. */
   readonly ready?: () => Promise<boolean>;
+  /**
+   * Judges the configuration a write to accounts, collaborators, models or `PUT /apply` leaves
+   * (data-plane-check.ts `dataPlaneCheck`): one that cannot become the pods' snapshot is refused
+   * with 422 inside the write's transaction, so nothing commits. Absent, writes are not judged.
+   */
+  readonly checkConfiguration?: ConfigurationCheck | undefined;
   /** Adds routes after authentication is in place (the lead's `GET /admin/v1/snapshot`). */
   readonly mount?: (app: AdminApp) => void;
   readonly maxBodyBytes?: number;
@@ -74,6 +81,7 @@ const errors = {
   404: { description: 'no such resource', ...problemContent },
   409: { description: 'exists with other content, or wrong state', ...problemContent },
   412: { description: 'stale If-Match', ...problemContent },
+  422: { description: "the resulting configuration cannot become the pods' snapshot; nothing was changed", ...problemContent },
   428: { description: 'If-Match missing', ...problemContent },
   503: { description: 'database unavailable', ...problemContent },
 } as const;
@@ -175,6 +183,21 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
     if (who(c).admin) return;
     if (!(await managesAccount(store, who(c), account))) forbidden(`this needs an administrator or a manager of account "${account}"`);
   };
+  /**
+   * A change to what the pods' snapshot holds: in one transaction with the configuration check,
+   * so a change that would not compile is refused (422) and rolled back. Removals are not routed
+   * here: taking something away cannot make a configuration stop compiling.
+   */
+  const write = async <T>(c: Context<AdminEnv>, change: (s: ControlStore) => Promise<T>): Promise<T> => {
+    const check = deps.checkConfiguration;
+    if (!check) return change(store);
+    return store.atomically(actor(c), async (tx) => {
+      const before = await tx.currentRevision();
+      const value = await change(tx);
+      await assertCompiles(tx, before, check);
+      return value;
+    });
+  };
   const must = <T>(v: T | undefined, kind: ResourceKind, key: string): T => {
     if (v === undefined) fail(404, 'not_found', `${kind} ${JSON.stringify(key)} does not exist`);
     return v;
@@ -192,7 +215,7 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
     async (c) => {
       admin(c);
       const b = c.req.valid('json');
-      const r = await store.createAccount(
+      const r = await write(c, (s) => s.createAccount(
         {
           name: b.name,
           ...(b.provider !== undefined ? { provider: b.provider } : {}),
@@ -202,7 +225,7 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
           ...(b.token !== undefined ? { token: b.token } : {}),
         },
         actor(c),
-      );
+      ));
       tagged(c, r.value.version);
       return r.created ? c.json(W.view.account(r.value), 201) : c.json(W.view.account(r.value), 200);
     },
@@ -221,16 +244,17 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
       admin(c);
       const { account } = c.req.valid('param');
       const b = c.req.valid('json');
-      const a = await store.updateAccount(
+      const version = ifMatch(c);
+      const a = await write(c, (s) => s.updateAccount(
         account,
         {
           ...(b.base_url !== undefined ? { baseUrl: b.base_url } : {}),
           ...(b.concurrency_units !== undefined ? { concurrencyUnits: b.concurrency_units } : {}),
           ...(b.ws_per_unit !== undefined ? { wsPerUnit: b.ws_per_unit } : {}),
         },
-        ifMatch(c),
+        version,
         actor(c),
-      );
+      ));
       tagged(c, a.version);
       return c.json(W.view.account(a), 200);
     },
@@ -251,7 +275,8 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
       admin(c);
       const { account } = c.req.valid('param');
       const { token } = c.req.valid('json');
-      const a = await store.setAccountSecret(account, token, actor(c), ifMatch(c));
+      const version = ifMatch(c);
+      const a = await write(c, (s) => s.setAccountSecret(account, token, actor(c), version));
       tagged(c, a.version);
       return c.json(W.view.account(a), 200);
     },
@@ -271,7 +296,7 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
       const { account } = c.req.valid('param');
       await manager(c, account);
       const b = c.req.valid('json');
-      const r = await store.addCollaborator(account, { subject: b.subject as `user:${string}`, role: b.role }, actor(c));
+      const r = await write(c, (s) => s.addCollaborator(account, { subject: b.subject as `user:${string}`, role: b.role }, actor(c)));
       tagged(c, r.value.version);
       return r.created ? c.json(W.view.collaborator(r.value), 201) : c.json(W.view.collaborator(r.value), 200);
     },
@@ -289,7 +314,8 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
     async (c) => {
       const { account, subject } = c.req.valid('param');
       await manager(c, account);
-      const v = await store.updateCollaborator(account, subject, c.req.valid('json'), ifMatch(c), actor(c));
+      const version = ifMatch(c);
+      const v = await write(c, (s) => s.updateCollaborator(account, subject, c.req.valid('json'), version, actor(c)));
       tagged(c, v.version);
       return c.json(W.view.collaborator(v), 200);
     },
@@ -325,7 +351,7 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
       const { account } = c.req.valid('param');
       await manager(c, account);
       const b = c.req.valid('json');
-      const r = await store.createModel(
+      const r = await write(c, (s) => s.createModel(
         account,
         {
           modelId: b.model_id,
@@ -335,7 +361,7 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
           ...(b.max_session_seconds !== undefined ? { maxSessionSeconds: b.max_session_seconds } : {}),
         },
         actor(c),
-      );
+      ));
       tagged(c, r.value.version);
       return r.created ? c.json(W.view.model(r.value), 201) : c.json(W.view.model(r.value), 200);
     },
@@ -354,7 +380,8 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
       const { account, model_id } = c.req.valid('param');
       await manager(c, account);
       const b = c.req.valid('json');
-      const m = await store.updateModel(
+      const version = ifMatch(c);
+      const m = await write(c, (s) => s.updateModel(
         account,
         model_id,
         {
@@ -362,9 +389,9 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
           ...(b.price !== undefined ? { price: W.priceOf(b.price) } : {}),
           ...(b.max_session_seconds !== undefined ? { maxSessionSeconds: b.max_session_seconds } : {}),
         },
-        ifMatch(c),
+        version,
         actor(c),
-      );
+      ));
       tagged(c, m.version);
       return c.json(W.view.model(m), 200);
     },
@@ -564,7 +591,7 @@ export function createAdminApp(deps: AdminAppDeps): AdminApp {
         fail(415, 'unsupported_media_type', 'send the document as application/yaml or application/json');
       }
       const doc = parseApplyDocument(await c.req.text());
-      const result = await applyConfiguration(store, doc, { actor: who(c).subject, dryRun: c.req.valid('query').dry_run === 'true', resolveSecret: deps.resolveSecret });
+      const result = await applyConfiguration(store, doc, { actor: who(c).subject, dryRun: c.req.valid('query').dry_run === 'true', resolveSecret: deps.resolveSecret, check: deps.checkConfiguration });
       return c.json({ revision: result.revision, dry_run: result.dry_run, changes: [...result.changes] }, 200);
     },
   );

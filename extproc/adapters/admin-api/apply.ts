@@ -17,6 +17,7 @@ import { formatPath } from '../../core/config/errors.ts';
 import { configDocument } from '../../core/config/schema.ts';
 import type { SecretResult } from '../../core/config/compile.ts';
 import type { CollaboratorRole, ControlStore, Model, Price, Subject } from '../../core/control/store.ts';
+import { assertCompiles, type ConfigurationCheck } from './data-plane-check.ts';
 import { fail, problem, ProblemError } from './problem.ts';
 
 export type ResolveSecret = (ref: string) => Promise<SecretResult>;
@@ -119,6 +120,8 @@ export interface ApplyOptions {
   readonly actor: string;
   readonly dryRun: boolean;
   readonly resolveSecret?: ResolveSecret | undefined;
+  /** Refuses (422, rolled back; on a dry run too) a document whose result cannot become the pods' snapshot. */
+  readonly check?: ConfigurationCheck | undefined;
 }
 
 /** Converges `store` to `doc`; see the module comment. Store errors propagate (409, 400…). */
@@ -134,11 +137,13 @@ export async function applyConfiguration(store: ControlStore, doc: ApplyDocument
   const ctx = { actor: o.actor };
   try {
     return await store.atomically(ctx, async (tx) => {
+      const before = o.check ? await tx.currentRevision() : 0;
       const changes: ApplyChange[] = [];
       const note = (action: ApplyChange['action'], resource: string, key: string) => changes.push({ action, resource, key });
       if (doc.teams) await convergeTeams(tx, doc.teams, ctx, note);
       if (doc.accounts) await convergeAccounts(tx, doc.accounts, tokens, ctx, note);
       if (doc.models) await convergeModels(tx, doc, ctx, note);
+      if (o.check) await assertCompiles(tx, before, o.check);
       const result = { revision: await tx.currentRevision(), changes, dry_run: o.dryRun };
       if (o.dryRun) throw new DryRun(result);
       return result;

@@ -837,7 +837,9 @@ export class SqlControlStore implements ControlStore {
   loadConfiguration(): Promise<ControlConfiguration> {
     return this.#read(async (sql) => {
       // One snapshot of every table: a change committing meanwhile is either wholly in or out.
-      await sql.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+      // Inside a change (the admin API's compile check) the transaction has begun and holds the
+      // writers' lock, so it already sees one consistent state, its own writes included.
+      if (!this.#bound) await sql.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
       const revision = int((await sql.query<{ revision: string }>('SELECT revision::text AS revision FROM control.state'))[0]!.revision);
       const accountRows = await sql.query<AccountRow>(`${ACCOUNT_SELECT} ORDER BY a.name`);
       const collaborators = (await sql.query<CollaboratorRow>(`${COLLABORATOR_SELECT} ORDER BY a.name, c.subject`)).map(toCollaborator);

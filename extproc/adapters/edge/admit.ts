@@ -19,7 +19,7 @@ import { openObserver, type GuardedObserver } from '../../core/exchange/safe-obs
 import { planUpstream, type UpstreamPlan } from '../../core/exchange/upstream-plan.ts';
 import type { AdmissionLedger } from '../../core/limits/ledger.ts';
 import type { SynthesisGate } from '../../core/limits/synthesis.ts';
-import { admitLimits } from './limits.ts';
+import { admitLimitsWaiting } from './limits.ts';
 
 export interface AdmitDeps {
   readonly authorizer: Authorizer;
@@ -81,14 +81,22 @@ export async function admit(deps: AdmitDeps, a: AdmitRequest): Promise<Admitted 
     a.answer(gatewayError('no_route', plan.message));
     return void observer.end({ status: statusOf('no_route'), error: 'no_route' });
   }
-  // Last, so that nothing refused above holds a unit; released by the observer's end.
-  const limited = admitLimits(deps.limits, decision, x.snapshot, observer);
+  // Last, so that nothing refused above holds a unit; released by the observer's end. A team with
+  // a bounded wait may queue here (edge/limits.ts), so the caller may have left meanwhile.
+  const limited = await admitLimitsWaiting(deps.limits, decision, x.snapshot, observer, a.gone);
+  const waited = limited.waitedMs !== undefined ? { waitedMs: limited.waitedMs } : {};
+  if (a.gone()) {
+    // Left while waiting (nothing held), or just as it was admitted (the unit goes back now).
+    const end = { status: 0, error: 'client_aborted', ...waited };
+    return void (limited.kind === 'admitted' ? limited.observer.end(end) : observer.end(end));
+  }
   if (limited.kind === 'refused') {
     a.answer(limited.response);
     // The span names the account the 429's body names: with several, the one tried first, which
     // need not be the decision's `account`.
     const refusedAccount = limited.refusal.scope === 'account' ? { account: limited.refusal.name } : {};
-    return void observer.end({ status: limited.response.status, error: limited.code, ...refusedAccount });
+    const refusedBy = { scope: limited.refusal.scope, limit: limited.refusal.limit };
+    return void observer.end({ status: limited.response.status, error: limited.code, ...refusedAccount, refusedBy, ...waited });
   }
   // Admission chose another of the model's accounts: the same plan with that account's key.
   const bound = limited.decision;

@@ -17,6 +17,7 @@ import type { AdmissionLedger, Refusal } from '../../core/limits/ledger.ts';
 import { LIMIT_CODES, limitResponse, type LimitCode } from '../../core/limits/responses.ts';
 import { synthesisGate, type SynthesisGate } from '../../core/limits/synthesis.ts';
 import { bindAccount, candidatesOf } from '../../core/limits/admission.ts';
+import { waitable, waitingTeam, WaitQueue, type WaitTicket } from '../../core/limits/waiters.ts';
 
 export type LimitAdmission =
   | {
@@ -39,11 +40,18 @@ export type LimitAdmission =
     }
   | { readonly kind: 'refused'; readonly response: LocalResponse; readonly code: LimitCode; readonly refusal: Refusal };
 
+/** {@link admitLimitsWaiting}'s answer: as {@link admitLimits}, with how long a bounded wait took. */
+export type WaitedAdmission = LimitAdmission & { readonly waitedMs?: number };
+
 /**
  * Takes the exchange's admission. A lease that is granted is released by the returned observer's
  * `end` (and only there); nothing is held when refused.
  */
 export function admitLimits(ledger: AdmissionLedger, decision: Allow, snapshot: Snapshot, observer: GuardedObserver): LimitAdmission {
+  // Waiters first: an arrival must not take a unit (a grant refilled, a snapshot's larger cap) the
+  // queue could have been given. One map lookup when nothing waits.
+  const waits = edgeWaits.get(ledger);
+  if (waits && waits.queue.size > 0) waits.queue.pump();
   const kind = admissionKind(decision.metadata);
   const chain = chainOf(decision.metadata);
   const candidates = candidatesOf(decision.metadata);
@@ -90,6 +98,119 @@ export function admitLimits(ledger: AdmissionLedger, decision: Allow, snapshot: 
     decision: bound,
     ...(gate ? { frameGate: gate } : {}),
     ...(request && candidates.length > 1 ? { reroute } : {}),
+  };
+}
+
+/** How often waiters look for a departed client, a lapsed deadline, or units freed without a release here (a refilled grant). */
+const WAIT_POLL_MS = 20;
+
+interface EdgeWaits {
+  readonly queue: WaitQueue<Extract<LimitAdmission, { kind: 'admitted' }>>;
+  readonly watched: Map<WaitTicket, () => boolean>;
+  timer?: NodeJS.Timeout;
+}
+
+/** The bounded waits of each ledger the edge admits with (one per process, usually). */
+const edgeWaits = new WeakMap<AdmissionLedger, EdgeWaits>();
+
+function waitsOf(ledger: AdmissionLedger): EdgeWaits {
+  let w = edgeWaits.get(ledger);
+  if (w) return w;
+  const waits: EdgeWaits = { queue: new WaitQueue(), watched: new Map() };
+  // Every release (an exchange's end, a synthesis on a socket, an Envoy slot) serves waiters at
+  // once; never into the releasing caller's path if a waiter's admission throws.
+  ledger.onRelease?.(() => {
+    if (waits.queue.size === 0) return;
+    try {
+      waits.queue.pump();
+    } catch {
+      // A failed attempt leaves its waiter queued; the poll tries again.
+    }
+  });
+  edgeWaits.set(ledger, (w = waits));
+  return w;
+}
+
+function watch(waits: EdgeWaits, ticket: WaitTicket, gone: () => boolean): void {
+  waits.watched.set(ticket, gone);
+  if (waits.timer) return;
+  waits.timer = setInterval(() => {
+    for (const [t, left] of waits.watched) if (left()) waits.queue.cancel(t);
+    waits.queue.expire();
+    waits.queue.pump();
+    if (waits.queue.size === 0) {
+      clearInterval(waits.timer);
+      waits.timer = undefined;
+    }
+  }, WAIT_POLL_MS);
+  // Waiters never keep a closing process alive: each ends by its own deadline (at most 30 s).
+  waits.timer.unref();
+}
+
+/**
+ * {@link admitLimits}, with the bounded wait of the chain's team (core/limits/waiters.ts): when
+ * refused for concurrency and one of the chain's teams configures `wait`, the exchange queues under
+ * that team — fairly across teams — and resolves admitted once units free, or refused (the refusal
+ * last seen) after `max_ms`, or at once when the team's queue is full. `gone`: the client left;
+ * its waiter leaves the queue holding nothing (resolved refused; the caller ends the exchange as
+ * aborted). Syntheses on an open TTS socket never wait (their gate admits directly).
+ */
+export async function admitLimitsWaiting(
+  ledger: AdmissionLedger,
+  decision: Allow,
+  snapshot: Snapshot,
+  observer: GuardedObserver,
+  gone: () => boolean,
+): Promise<WaitedAdmission> {
+  const wait = waitingTeam(snapshot, chainOf(decision.metadata));
+  if (!wait) return admitLimits(ledger, decision, snapshot, observer);
+  // Retries are not refusals a client saw: count only the 429 that is sent (limit-metrics.ts).
+  const quiet = ledger.uncounted?.() ?? ledger;
+  const refused = (r: Extract<LimitAdmission, { kind: 'refused' }>, waitedMs?: number): WaitedAdmission => {
+    ledger.refused?.(r.refusal);
+    return waitedMs !== undefined ? { ...r, waitedMs } : r;
+  };
+  const first = admitLimits(quiet, decision, snapshot, observer);
+  if (first.kind === 'admitted') return first;
+  if (!waitable(first.refusal)) return refused(first);
+  const waits = waitsOf(ledger);
+  return new Promise<WaitedAdmission>((resolve) => {
+    let last = first;
+    const ticket = waits.queue.enqueue(
+      wait.team,
+      wait.policy,
+      () => {
+        const a = admitLimits(quiet, decision, snapshot, observer);
+        if (a.kind === 'admitted') return a;
+        last = a;
+        return undefined;
+      },
+      (end) => {
+        if (ticket) waits.watched.delete(ticket);
+        ledger.waited?.(end.outcome, end.waitedMs);
+        if (end.outcome !== 'admitted') return resolve(refused(last, end.waitedMs));
+        // The span records the wait of an exchange that was served after it.
+        resolve({ ...end.value, observer: endingWith(end.value.observer, { waitedMs: end.waitedMs }), waitedMs: end.waitedMs });
+      },
+    );
+    // The team's queue is full: the 429 now, as without a wait.
+    if (!ticket) return resolve(refused(first));
+    watch(waits, ticket, gone);
+  });
+}
+
+/** `observer` with `extra` added to its end. */
+function endingWith(observer: GuardedObserver, extra: { readonly waitedMs: number }): GuardedObserver {
+  return {
+    get ended() {
+      return observer.ended;
+    },
+    requestChunk: (c) => observer.requestChunk(c),
+    responseStart: (s, h) => observer.responseStart(s, h),
+    responseChunk: (c) => observer.responseChunk(c),
+    clientMessage: (d, b) => observer.clientMessage(d, b),
+    upstreamMessage: (d, b) => observer.upstreamMessage(d, b),
+    end: (outcome) => observer.end({ ...outcome, ...extra }),
   };
 }
 

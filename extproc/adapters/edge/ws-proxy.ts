@@ -169,6 +169,10 @@ function asBuffer(data: RawData): Buffer {
   return Buffer.from(data);
 }
 
+/** `send` options, shared by every frame. */
+const BINARY = Object.freeze({ binary: true });
+const TEXT = Object.freeze({ binary: false });
+
 /** Module-level so that the listener left on a caller's socket closes over nothing. */
 function ignoreError(): void {}
 
@@ -178,19 +182,27 @@ function ignoreError(): void {}
  * it when over its own limit.
  */
 function limitedFrames(
-  admitted: (data: Buffer, isBinary: boolean) => boolean,
+  admitted: FrameAdmission,
   gate: SynthesisGate | undefined,
   client: WebSocket,
-): (data: Buffer, isBinary: boolean) => boolean {
+): FrameAdmission {
   if (!gate) return admitted;
   return (data, isBinary) => {
-    if (!admitted(data, isBinary)) return false;
-    const verdict = gate.client(data, isBinary);
+    const ok = admitted(data, isBinary);
+    if (ok === false) return false;
+    // The model guard's parse of the frame, when it read one: the gate reuses it.
+    const verdict = gate.client(data, isBinary, ok === true ? undefined : ok);
     if (verdict.kind === 'forward') return true;
     if (client.readyState === WebSocket.OPEN) client.send(verdict.frame);
     return false;
   };
 }
+
+/**
+ * Whether a frame may be relayed: false when refused; otherwise true, or the frame's JSON object
+ * when the check parsed it (so a later reader of the frame does not parse it again).
+ */
+type FrameAdmission = (data: Buffer, isBinary: boolean) => boolean | Record<string, unknown>;
 
 /** One open session: what shutdown (every session closed with 1001) needs. */
 interface LiveSession {
@@ -242,18 +254,21 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
     to: WebSocket,
     report: (data: Buffer, isBinary: boolean) => void,
     activity: () => void,
-    admitted: (data: Buffer, isBinary: boolean) => boolean = () => true,
+    admitted: FrameAdmission = () => true,
   ): void {
+    // One callback for every frame of this direction (it reads no per-frame state): no closure per
+    // frame, and Node batches the after-write ticks of equal callbacks.
+    const sent = (): void => {
+      if (from.isPaused && to.bufferedAmount <= low) from.resume();
+    };
     from.on('message', (data, isBinary) => {
       activity();
       const buf = asBuffer(data);
       // Checked before it is reported: a refused frame is neither relayed nor metered.
-      if (!admitted(buf, isBinary)) return;
+      if (admitted(buf, isBinary) === false) return;
       report(buf, isBinary);
       if (to.readyState !== WebSocket.OPEN) return;
-      to.send(buf, { binary: isBinary }, () => {
-        if (from.isPaused && to.bufferedAmount <= low) from.resume();
-      });
+      to.send(buf, isBinary ? BINARY : TEXT, sent);
       if (to.bufferedAmount > high && !from.isPaused) from.pause();
     });
     from.on('ping', (data) => {
@@ -314,11 +329,11 @@ export function createWebSocketProxy(opts: WebSocketProxyOptions): WebSocketProx
      * shape and gets 1008; the upstream is closed at once, so whatever the caller still sends
      * before its closing handshake completes is dropped too.
      */
-    const admitted = (data: Buffer, isBinary: boolean): boolean => {
+    const admitted = (data: Buffer, isBinary: boolean): boolean | Record<string, unknown> => {
       if (refused) return false;
       if (!guard) return true;
-      const verdict = guard.check(data, isBinary);
-      if (verdict.kind === 'forward') return true;
+      const { verdict, message } = guard.inspect(data, isBinary);
+      if (verdict.kind === 'forward') return message ?? true;
       refused = true;
       endedBy ??= 'policy';
       codeToClient = FRAME_REFUSED_CLOSE_CODE;

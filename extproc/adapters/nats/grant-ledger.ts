@@ -15,12 +15,18 @@
  * give back idle units (hysteresis), renew the lease and reclaim expired leases of dead pods.
  * Cut off from NATS, the pod keeps its grant until `lease end − margin` by its own clock, then
  * admits nothing until a write succeeds again.
+ *
+ * Users' and teams' `max_units` and `max_sessions` are pools too, of the cap's size: one entry per
+ * (user|team, resource) that is configured, settled by the same policy (planSettle), so a team
+ * with `max_units: 3` holds at most 3 units across every pod. `requests_per_minute` is not shared
+ * (core/limits/window.ts counts it per pod): an exact window across pods would cost a round trip
+ * per request.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { connect, type KV, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
-import type { AccountConfig } from '../../core/config/snapshot.ts';
+import type { AccountConfig, PrincipalLimitTable } from '../../core/config/snapshot.ts';
 import {
   admissible,
   afterWrite,
@@ -37,7 +43,7 @@ import {
   type GrantStore,
   type LocalGrant,
 } from '../../core/limits/grants.ts';
-import type { GrantPool, GrantSource } from '../../core/limits/ledger.ts';
+import type { GrantPool, GrantSource, PrincipalResource } from '../../core/limits/ledger.ts';
 
 export const DEFAULT_GRANT_BUCKET = 'voicegate_grants';
 /** A third of the lease: two heartbeats may be lost before the lease runs short. */
@@ -52,6 +58,11 @@ const CAS_ATTEMPTS = 5;
 /** The KV key of an account pool: account names may hold characters keys may not. */
 export function grantKey(account: string, pool: GrantPool): string {
   return `${pool}.${Buffer.from(account, 'utf8').toString('base64url') || '_'}`;
+}
+
+/** The KV key of a user's or team's cap, e.g. `team_units.<name>`: apart from every account key. */
+export function principalGrantKey(scope: 'user' | 'team', name: string, resource: PrincipalResource): string {
+  return `${scope}_${resource}.${Buffer.from(name, 'utf8').toString('base64url') || '_'}`;
 }
 
 /** {@link GrantStore} on a NATS KV bucket (replicas 1, history 1). */
@@ -130,13 +141,23 @@ export interface ClusterGrantsOptions {
 /** What the pod has in use on a pool, read from the admission ledger. */
 export type UsageReader = (account: AccountConfig, pool: GrantPool) => number;
 
+/** What the pod holds of a user's or team's cap, read from the admission ledger. */
+export type PrincipalUsageReader = (scope: 'user' | 'team', name: string, resource: PrincipalResource) => number;
+
+/** What a pool of the ledger shares: an account's units, or a user's or team's cap. */
+type Subject =
+  | { readonly kind: 'account'; readonly account: AccountConfig; readonly pool: GrantPool }
+  | { readonly kind: 'principal'; readonly scope: 'user' | 'team'; readonly name: string; readonly resource: PrincipalResource; readonly max: number };
+
 interface PoolState {
-  account: AccountConfig;
-  readonly pool: GrantPool;
+  /** Replaced on every look-up, so a reload's new size counts from the next settle. */
+  subject: Subject;
   readonly key: string;
   local: LocalGrant;
   demanded: boolean;
   lastDemand: number;
+  /** The last refusal for lack of this pool's grant (every one, unlike `lastDemand`). */
+  lastRefusal: number;
   settling: Promise<void> | undefined;
   again: boolean;
   /** Units no live lease held at the last successful settle (for choosing between accounts). */
@@ -162,6 +183,7 @@ export class ClusterGrants implements GrantSource {
   readonly #log: Logger | undefined;
   readonly #pools = new Map<string, PoolState>();
   #usage: UsageReader = () => 0;
+  #principalUsage: PrincipalUsageReader = () => 0;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   #failures = 0;
@@ -175,14 +197,25 @@ export class ClusterGrants implements GrantSource {
     this.#log = opts.logger;
   }
 
-  bind(usage: UsageReader): void {
+  bind(usage: UsageReader, principals?: PrincipalUsageReader): void {
     this.#usage = usage;
+    if (principals) this.#principalUsage = principals;
   }
 
-  /** Borrows the first units of `accounts` (awaited, bounded by the KV timeout) and starts the heartbeat. */
-  async start(accounts: Iterable<AccountConfig>): Promise<void> {
+  /**
+   * Borrows the first units of `accounts` and of the configured caps in `principals` (awaited,
+   * bounded by the KV timeout) and starts the heartbeat. Pools met later (a reload) are settled
+   * on first use: that first admission is refused and borrows, as on an exhausted grant.
+   */
+  async start(accounts: Iterable<AccountConfig>, principals?: PrincipalLimitTable): Promise<void> {
     const first: Promise<void>[] = [];
     for (const a of accounts) for (const pool of ['tts', 'stt'] as const) first.push(this.#settle(this.#state(a, pool)));
+    for (const [scope, table] of [['user', principals?.users], ['team', principals?.teams]] as const) {
+      for (const [name, l] of table ?? []) {
+        if (l.maxUnits !== undefined) first.push(this.#settle(this.#principalState(scope, name, 'units', l.maxUnits)));
+        if (l.maxSessions !== undefined) first.push(this.#settle(this.#principalState(scope, name, 'sessions', l.maxSessions)));
+      }
+    }
     await Promise.all(first);
     this.#timer = setInterval(() => this.heartbeat(), this.#heartbeatMs);
     this.#timer.unref();
@@ -195,12 +228,25 @@ export class ClusterGrants implements GrantSource {
   }
 
   exhausted(account: AccountConfig, pool: GrantPool): void {
-    const st = this.#state(account, pool);
+    this.#demand(this.#state(account, pool));
+  }
+
+  #demand(st: PoolState): void {
     st.demanded = true;
     const t = this.#now();
+    st.lastRefusal = t;
     if (t - st.lastDemand < DEMAND_MIN_GAP_MS) return;
     st.lastDemand = t;
     void this.#settle(st);
+  }
+
+  share(scope: 'user' | 'team', name: string, resource: PrincipalResource, max: number): number {
+    const st = this.#principalState(scope, name, resource, max);
+    return Math.min(admissible(st.local, this.#now()), max);
+  }
+
+  shareExhausted(scope: 'user' | 'team', name: string, resource: PrincipalResource, max: number): void {
+    this.#demand(this.#principalState(scope, name, resource, max));
   }
 
   /** Unleased units of the pool at the last settle; a hint for choosing an account, never admitted against. */
@@ -235,15 +281,29 @@ export class ClusterGrants implements GrantSource {
     clearInterval(this.#timer);
   }
 
+  // On the hot path: an unchanged subject is not replaced (no allocation per admission).
   #state(account: AccountConfig, pool: GrantPool): PoolState {
     const key = grantKey(account.name, pool);
+    const st = this.#pools.get(key);
+    if (st?.subject.kind === 'account' && st.subject.account === account) return st;
+    return this.#pool(key, { kind: 'account', account, pool });
+  }
+
+  #principalState(scope: 'user' | 'team', name: string, resource: PrincipalResource, max: number): PoolState {
+    const key = principalGrantKey(scope, name, resource);
+    const st = this.#pools.get(key);
+    if (st?.subject.kind === 'principal' && st.subject.max === max) return st;
+    return this.#pool(key, { kind: 'principal', scope, name, resource, max });
+  }
+
+  #pool(key: string, subject: Subject): PoolState {
     let st = this.#pools.get(key);
     if (!st) {
-      st = { account, pool, key, local: NO_GRANT, demanded: false, lastDemand: -Infinity, settling: undefined, again: false, free: undefined };
+      st = { subject, key, local: NO_GRANT, demanded: false, lastDemand: -Infinity, lastRefusal: -Infinity, settling: undefined, again: false, free: undefined };
       this.#pools.set(key, st);
       if (this.#timer) void this.#settle(st);
     } else {
-      st.account = account;
+      st.subject = subject;
     }
     return st;
   }
@@ -276,10 +336,12 @@ export class ClusterGrants implements GrantSource {
         const need = this.#need(st);
         const plan = planSettle(read?.entry, this.podId, {
           ...(release ? { ...this.#policy, headroom: 0, slack: 0 } : this.#policy),
-          total: st.account.concurrency,
+          total: total(st.subject),
           need,
           held: st.local.units,
-          demanded: st.demanded && !release,
+          // A pod refused within the last two heartbeats still waits: its want stays in the entry
+          // until the others' next settles have seen it (the policy counts no headroom as a want).
+          demanded: (st.demanded || now - st.lastRefusal < 2 * this.#heartbeatMs) && !release,
           now,
         });
         // Lower first: nothing admitted during the write may exceed what the write records.
@@ -287,7 +349,7 @@ export class ClusterGrants implements GrantSource {
         const ok = await this.#store.write(st.key, plan.entry, read?.revision);
         st.local = afterWrite(st.local, plan, ok, this.#policy.marginMs);
         if (ok) {
-          st.free = Math.max(0, st.account.concurrency - liveUnits(plan.entry, now));
+          st.free = Math.max(0, total(st.subject) - liveUnits(plan.entry, now));
           st.demanded = false;
           if (this.#failures > 0) this.#log?.info({ pool: st.key }, 'grant ledger reachable again');
           this.#failures = 0;
@@ -302,9 +364,13 @@ export class ClusterGrants implements GrantSource {
   }
 
   #need(st: PoolState): number {
-    return this.#usage(st.account, st.pool);
+    const s = st.subject;
+    return s.kind === 'account' ? this.#usage(s.account, s.pool) : this.#principalUsage(s.scope, s.name, s.resource);
   }
 }
+
+/** The size of a pool: the account's units, or the user's or team's cap. */
+const total = (s: Subject): number => (s.kind === 'account' ? s.account.concurrency : s.max);
 
 /** What the admission ledger has in use on a pool: TTS sockets need one unit per `ws_per_unit` of them. */
 export function ledgerUsage(inUse: (scope: 'account', name: string, resource: 'tts_units' | 'stt_units' | 'ws_slots') => number): UsageReader {

@@ -39,4 +39,42 @@ describe('limitMetrics', () => {
     expect(text).toContain('voicegate_limit_slot_releases_total{by="sweeper"} 1');
     expect(text).not.toContain('alice-secret-name');
   });
+
+  it('shows units in use of capped teams only, waits by outcome, and counts no refusal a wait retried', async () => {
+    const registry = new Registry();
+    const teams = new Map([
+      ['voice', { maxUnits: 2, wait: { maxMs: 1000, maxWaiters: 2 } }],
+      ['batch', { requestsPerMinute: 10 }],
+    ]);
+    const s: Snapshot = { ...snapshot, principalLimits: { users: new Map(), teams } };
+    const m = limitMetrics(registry, createAdmissionLedger(), () => s.accounts.values(), () => teams);
+    const voice = { user: 'bob', teams: ['voice', 'uncapped-from-a-token'], account: 'acct' };
+    expect(m.ledger.acquire(s, voice, 'tts-request').kind).toBe('granted');
+    const quiet = m.ledger.uncounted!();
+    expect(quiet.acquire(s, voice, 'tts-request').kind).toBe('granted');
+    const refusal = quiet.acquire(s, voice, 'tts-request');
+    expect(refusal).toMatchObject({ kind: 'refused', scope: 'team' });
+    if (refusal.kind === 'refused') m.ledger.refused!(refusal);
+    m.ledger.waited!('admitted', 120);
+    m.ledger.waited!('timed_out', 2000);
+    const text = await registry.metrics();
+    expect(text).toContain('voicegate_limit_units_in_use_team{team="voice"} 2');
+    expect(text).not.toContain('team="batch"');
+    expect(text).not.toContain('uncapped-from-a-token');
+    expect(text).toContain('voicegate_limit_rejections_total{limit="team"} 1');
+    expect(text).toContain('voicegate_limit_wait_seconds_count{outcome="admitted"} 1');
+    expect(text).toContain('voicegate_limit_wait_seconds_bucket{le="0.25",outcome="admitted"} 1');
+    expect(text).toContain('voicegate_limit_wait_seconds_count{outcome="timed_out"} 1');
+    expect(text).toContain('voicegate_limit_wait_seconds_sum{outcome="timed_out"} 2');
+    expect(text).toContain('voicegate_limit_wait_seconds_count{outcome="cancelled"} 0');
+  });
+
+  it('forwards release notices of the ledger it wraps', () => {
+    const m = limitMetrics(new Registry(), createAdmissionLedger(), () => snapshot.accounts.values());
+    let heard = 0;
+    m.ledger.onRelease!(() => heard++);
+    const a = m.ledger.acquire(snapshot, { teams: [], account: 'acct' }, 'tts-request');
+    if (a.kind === 'granted') a.lease.release();
+    expect(heard).toBe(1);
+  });
 });

@@ -287,11 +287,12 @@ function checkQualifiedNames(doc: ConfigDocument, issues: ConfigIssue[]): void {
 
 /** `limits.users` / `limits.teams` in the snapshot's camelCase; absent fields stay absent. */
 export function compilePrincipalLimits(l: ConfigDocument['limits']): PrincipalLimitTable {
-  const one = (p: ConfigDocument['limits']['users'][string]): PrincipalLimits => ({
+  const one = (p: ConfigDocument['limits']['teams'][string]): PrincipalLimits => ({
     ...(p.max_units !== undefined ? { maxUnits: p.max_units } : {}),
     ...(p.max_sessions !== undefined ? { maxSessions: p.max_sessions } : {}),
     ...(p.requests_per_minute !== undefined ? { requestsPerMinute: p.requests_per_minute } : {}),
     ...(p.max_session_seconds !== undefined ? { maxSessionMs: p.max_session_seconds * 1000 } : {}),
+    ...(p.wait !== undefined ? { wait: { maxMs: p.wait.max_ms, maxWaiters: p.wait.max_waiters } } : {}),
   });
   return {
     users: new Map(Object.entries(l.users).map(([who, p]) => [who, one(p)])),

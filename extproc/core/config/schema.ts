@@ -107,21 +107,41 @@ const maxSessionSeconds = z.number().int().min(1).max(604_800);
  * Limits of one user or team (core/limits). Each is optional, but an entry must set one; zero is
  * refused because it would silently shut the principal out (remove the collaborator instead).
  */
+const principalLimitFields = {
+  /** Concurrent units: REST/SSE syntheses, syntheses on TTS WebSockets, STT REST and STT WebSockets. */
+  max_units: z.number().int().min(1).max(100_000).optional(),
+  /** Open WebSockets (TTS and STT). */
+  max_sessions: z.number().int().min(1).max(100_000).optional(),
+  /** Admissions in any 60 s (sliding window): requests, WebSocket upgrades, syntheses on a socket. */
+  requests_per_minute: z.number().int().min(1).max(100_000).optional(),
+  /** Longest a WebSocket session or SSE stream of this principal lasts (core/decision/recheck.ts). */
+  max_session_seconds: maxSessionSeconds.optional(),
+};
+
+const anyLimitSet = (l: { max_units?: number; max_sessions?: number; requests_per_minute?: number; max_session_seconds?: number }): boolean =>
+  l.max_units !== undefined || l.max_sessions !== undefined || l.requests_per_minute !== undefined || l.max_session_seconds !== undefined;
+
 const principalLimits = z
-  .strictObject({
-    /** Concurrent units: REST/SSE syntheses, syntheses on TTS WebSockets, STT REST and STT WebSockets. */
-    max_units: z.number().int().min(1).max(100_000).optional(),
-    /** Open WebSockets (TTS and STT). */
-    max_sessions: z.number().int().min(1).max(100_000).optional(),
-    /** Admissions in any 60 s (sliding window): requests, WebSocket upgrades, syntheses on a socket. */
-    requests_per_minute: z.number().int().min(1).max(100_000).optional(),
-    /** Longest a WebSocket session or SSE stream of this principal lasts (core/decision/recheck.ts). */
-    max_session_seconds: maxSessionSeconds.optional(),
-  })
-  .refine(
-    (l) => l.max_units !== undefined || l.max_sessions !== undefined || l.requests_per_minute !== undefined || l.max_session_seconds !== undefined,
-    { message: 'set at least one of max_units, max_sessions, requests_per_minute, max_session_seconds' },
-  );
+  .strictObject(principalLimitFields)
+  .refine(anyLimitSet, { message: 'set at least one of max_units, max_sessions, requests_per_minute, max_session_seconds' });
+
+/**
+ * A team's bounded wait (core/limits/waiters.ts): a request or WebSocket upgrade refused for
+ * concurrency queues, fairly across teams, instead of a 429 at once. Capped because a waiter
+ * holds an open client connection: 30 s is past most HTTP clients' own timeouts, and 1,000
+ * waiters per team bounds the work each freed unit does.
+ */
+const teamWait = z.strictObject({
+  max_ms: z.number().int().min(1).max(30_000),
+  max_waiters: z.number().int().min(1).max(1_000),
+});
+
+/** A team's limits: a user's, plus `wait` (alone it waits on the accounts' units). */
+const teamLimits = z
+  .strictObject({ ...principalLimitFields, wait: teamWait.optional() })
+  .refine((l) => anyLimitSet(l) || l.wait !== undefined, {
+    message: 'set at least one of max_units, max_sessions, requests_per_minute, max_session_seconds, wait',
+  });
 
 const model = z.strictObject({
   name,
@@ -203,7 +223,7 @@ export const configDocument = z.strictObject({
       /** Per-user admission limits (core/limits), keyed by the user's (qualified) name. */
       users: z.record(principalName, principalLimits).default({}),
       /** Per-team admission limits, keyed by team name; every limited team of a caller applies. */
-      teams: z.record(principalName, principalLimits).default({}),
+      teams: z.record(principalName, teamLimits).default({}),
     })
     .default({ max_decision_body_bytes: 65_536, users: {}, teams: {} }),
   /** Browser callers; absent, every request that carries `Origin` is refused. */

@@ -65,6 +65,8 @@ export interface PrincipalLimits {
   readonly requestsPerMinute?: number;
   /** Longest a WebSocket session or SSE stream lasts, ms (enforced by the edge, not the ledger). */
   readonly maxSessionMs?: number;
+  /** Teams only: a bounded wait instead of an immediate 429 over a concurrency limit (core/limits/waiters.ts). */
+  readonly wait?: { readonly maxMs: number; readonly maxWaiters: number };
 }
 
 /** Limits by user and by team name, as tokens carry the names (qualified beside named issuers). */

@@ -41,22 +41,41 @@ export function readTtsBody(body: Uint8Array): TtsBodyFacts {
  * escapes (`"mod\\u0065l"` is `model`). JSON.parse keeps the last; other parsers keep the first.
  */
 export function firstDuplicateTopLevelKey(source: string): string | undefined {
-  const seen = new Set<string>();
+  // Runs on every TTS body and every client frame of a TTS WebSocket: char codes, no regex, and a
+  // key is decoded with JSON.parse only when it holds an escape. The text is valid JSON (callers
+  // parsed it first), so only JSON whitespace (space, tab, LF, CR) can sit between a key and `:`.
+  let seen: Set<string> | undefined;
+  let first: string | undefined;
   let depth = 0;
-  for (let i = 0; i < source.length; i++) {
-    const c = source[i];
-    if (c === '"') {
+  const n = source.length;
+  for (let i = 0; i < n; i++) {
+    const c = source.charCodeAt(i);
+    if (c === 0x22 /* " */) {
       const start = i;
-      for (i++; source[i] !== '"'; i++) if (source[i] === '\\') i++;
+      let escaped = false;
+      for (i++; source.charCodeAt(i) !== 0x22; i++) {
+        if (source.charCodeAt(i) === 0x5c /* \ */) {
+          escaped = true;
+          i++;
+        }
+      }
       if (depth !== 1) continue;
       let j = i + 1;
-      while (j < source.length && /\s/.test(source[j] ?? '')) j++;
-      if (source[j] !== ':') continue;
-      const key = JSON.parse(source.slice(start, i + 1)) as string;
-      if (seen.has(key)) return key;
+      for (let w = source.charCodeAt(j); w === 0x20 || w === 0x09 || w === 0x0a || w === 0x0d; w = source.charCodeAt(++j));
+      if (source.charCodeAt(j) !== 0x3a /* : */) continue;
+      const key = escaped ? (JSON.parse(source.slice(start, i + 1)) as string) : source.slice(start + 1, i);
+      // Most objects have few keys: compare against the first before building a set.
+      if (first === undefined) {
+        first = key;
+        continue;
+      }
+      if (seen === undefined) {
+        if (key === first) return key;
+        seen = new Set([first]);
+      } else if (seen.has(key)) return key;
       seen.add(key);
-    } else if (c === '{' || c === '[') depth++;
-    else if (c === '}' || c === ']') depth--;
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) depth++;
+    else if (c === 0x7d /* } */ || c === 0x5d /* ] */) depth--;
   }
   return undefined;
 }

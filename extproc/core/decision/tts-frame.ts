@@ -30,6 +30,11 @@ export interface TtsFrameGuard {
   /** The model the session was decided for (canonical name). */
   readonly model: string;
   check(data: Uint8Array, isBinary: boolean): FrameVerdict;
+  /**
+   * {@link check}, with the frame's parsed JSON object when it is forwarded, so that the next
+   * reader of the same frame (the synthesis gate) need not decode and parse it again.
+   */
+  inspect(data: Uint8Array, isBinary: boolean): { readonly verdict: FrameVerdict; readonly message?: Record<string, unknown> };
 }
 
 // Fatal: bytes that are not UTF-8 could be decoded into another model name by the provider.
@@ -64,39 +69,44 @@ export function ttsFrameGuard(md: DecisionMetadata, snapshot: Snapshot | undefin
     if (config.name === model) names.add(name);
   }
   const forward: FrameVerdict = { kind: 'forward', model };
-  return {
-    model,
-    check(data, isBinary) {
-      if (isBinary) return refuse('binary_frame', 'TTS WebSocket messages must be JSON text frames');
-      let source: string;
-      let parsed: unknown;
-      try {
-        source = decoder.decode(data);
-        parsed = JSON.parse(source);
-      } catch {
-        return refuse('invalid_frame', 'the message is not a UTF-8 JSON object, so its "model" cannot be checked');
+  const inspect = (data: Uint8Array, isBinary: boolean): { verdict: FrameVerdict; message?: Record<string, unknown> } => {
+    if (isBinary) return { verdict: refuse('binary_frame', 'TTS WebSocket messages must be JSON text frames') };
+    let source: string;
+    let parsed: unknown;
+    try {
+      source = decoder.decode(data);
+      parsed = JSON.parse(source);
+    } catch {
+      return { verdict: refuse('invalid_frame', 'the message is not a UTF-8 JSON object, so its "model" cannot be checked') };
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      return { verdict: refuse('invalid_frame', 'the message is not a JSON object, so its "model" cannot be checked') };
+    }
+    // JSON.parse keeps the last of two equal keys, other parsers the first: the provider could
+    // read another `model` (or another `text` than the one metered).
+    const duplicate = firstDuplicateTopLevelKey(source);
+    if (duplicate !== undefined) return { verdict: refuse('ambiguous_parameter', `the message names key "${clip(duplicate)}" more than once`) };
+    for (const key of Object.keys(parsed)) {
+      if (key !== 'model' && key.toLowerCase() === 'model') {
+        return { verdict: refuse('ambiguous_parameter', `the message names "${clip(key)}"; write the key as "model"`) };
       }
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-        return refuse('invalid_frame', 'the message is not a JSON object, so its "model" cannot be checked');
-      }
-      // JSON.parse keeps the last of two equal keys, other parsers the first: the provider could
-      // read another `model` (or another `text` than the one metered).
-      const duplicate = firstDuplicateTopLevelKey(source);
-      if (duplicate !== undefined) return refuse('ambiguous_parameter', `the message names key "${clip(duplicate)}" more than once`);
-      for (const key of Object.keys(parsed)) {
-        if (key !== 'model' && key.toLowerCase() === 'model') {
-          return refuse('ambiguous_parameter', `the message names "${clip(key)}"; write the key as "model"`);
-        }
-      }
-      if (!Object.hasOwn(parsed, 'model')) return forward;
-      const named = (parsed as { model: unknown }).model;
-      if (typeof named !== 'string') return refuse('invalid_frame', 'the message\'s "model" must be a string');
-      if (names.has(named)) return forward;
-      return refuse(
+    }
+    const message = parsed as Record<string, unknown>;
+    if (!Object.hasOwn(parsed, 'model')) return { verdict: forward, message };
+    const named = message.model;
+    if (typeof named !== 'string') return { verdict: refuse('invalid_frame', 'the message\'s "model" must be a string') };
+    if (names.has(named)) return { verdict: forward, message };
+    return {
+      verdict: refuse(
         'model_conflict',
         `the message names model "${clip(named)}" but this session was opened for "${clip(model)}"; open a session for that model or leave "model" out`,
-      );
-    },
+      ),
+    };
+  };
+  return {
+    model,
+    inspect,
+    check: (data, isBinary) => inspect(data, isBinary).verdict,
   };
 }
 

@@ -23,6 +23,10 @@ export interface ExchangeEnd {
    * admission chose another of the model's accounts, or a provider 429 moved it (adapters/edge/limits.ts).
    */
   readonly account?: string;
+  /** Milliseconds it waited in a team's bounded wait for a limit (core/limits/waiters.ts); absent when it did not wait. */
+  readonly waitedMs?: number;
+  /** The limit whose 429 answered it: its scope and name (`max_units`, `concurrency`…). */
+  readonly refusedBy?: { readonly scope: 'user' | 'team' | 'account'; readonly limit: string };
 }
 
 /** Who ended an exchange (the span's `endedBy`). */

@@ -98,8 +98,8 @@ export function forwardedFields(
   peerAddress: string | undefined,
   scheme: 'http' | 'https',
 ): ForwardedFields {
-  const prior = (existingFor ?? []).filter((v) => v.length > 0).join(',');
+  const prior = existingFor === undefined ? '' : existingFor.length === 1 ? (existingFor[0] as string) : existingFor.filter((v) => v.length > 0).join(',');
   const peer = peerAddress?.startsWith('::ffff:') && peerAddress.includes('.') ? peerAddress.slice(7) : peerAddress;
   const xff = peer ? (prior ? `${prior},${peer}` : peer) : prior;
-  return { ...(xff ? { 'x-forwarded-for': xff } : {}), 'x-forwarded-proto': scheme };
+  return xff ? { 'x-forwarded-for': xff, 'x-forwarded-proto': scheme } : { 'x-forwarded-proto': scheme };
 }

@@ -33,26 +33,54 @@ export function openObserver(
     }
   }
   let ended = false;
-  const guard = <A extends unknown[]>(name: string, fn: (...args: A) => void) =>
-    (...args: A): void => {
-      if (ended) return;
-      try {
-        fn(...args);
-      } catch (err) {
-        logger.warn({ err, requestId: exchange.requestId, method: name }, 'exchange observer threw');
-      }
-    };
+  // One method per call, no rest/spread: these run for every chunk and frame of the exchange.
+  const threw = (err: unknown, method: string): void => {
+    logger.warn({ err, requestId: exchange.requestId, method }, 'exchange observer threw');
+  };
   return {
     get ended() {
       return ended;
     },
-    requestChunk: guard('requestChunk', (c: Uint8Array) => inner.requestChunk(c)),
-    responseStart: guard('responseStart', (s: number, h: Readonly<Record<string, string | string[] | undefined>>) =>
-      inner.responseStart(s, h),
-    ),
-    responseChunk: guard('responseChunk', (c: Uint8Array) => inner.responseChunk(c)),
-    clientMessage: guard('clientMessage', (d: Uint8Array, b: boolean) => inner.clientMessage(d, b)),
-    upstreamMessage: guard('upstreamMessage', (d: Uint8Array, b: boolean) => inner.upstreamMessage(d, b)),
+    requestChunk(c: Uint8Array) {
+      if (ended) return;
+      try {
+        inner.requestChunk(c);
+      } catch (err) {
+        threw(err, 'requestChunk');
+      }
+    },
+    responseStart(s: number, h: Readonly<Record<string, string | string[] | undefined>>) {
+      if (ended) return;
+      try {
+        inner.responseStart(s, h);
+      } catch (err) {
+        threw(err, 'responseStart');
+      }
+    },
+    responseChunk(c: Uint8Array) {
+      if (ended) return;
+      try {
+        inner.responseChunk(c);
+      } catch (err) {
+        threw(err, 'responseChunk');
+      }
+    },
+    clientMessage(d: Uint8Array, b: boolean) {
+      if (ended) return;
+      try {
+        inner.clientMessage(d, b);
+      } catch (err) {
+        threw(err, 'clientMessage');
+      }
+    },
+    upstreamMessage(d: Uint8Array, b: boolean) {
+      if (ended) return;
+      try {
+        inner.upstreamMessage(d, b);
+      } catch (err) {
+        threw(err, 'upstreamMessage');
+      }
+    },
     end: (outcome: ExchangeEnd) => {
       if (ended) return;
       ended = true;

@@ -41,6 +41,43 @@ describe('limits configuration', () => {
     expect(issues.some((i) => i.startsWith('limits.teams.voice') && /max_unit/.test(i))).toBe(true);
   });
 
+  it("compiles a team's bounded wait, alone or beside a cap", async () => {
+    const parsed = configDocument.parse(
+      doc({ limits: { teams: { voice: { max_units: 1, wait: { max_ms: 2000, max_waiters: 2 } }, batch: { wait: { max_ms: 30_000, max_waiters: 1000 } } } } }),
+    );
+    const r = await compileConfig(parsed, ctx);
+    if (!r.ok) throw new Error(JSON.stringify(r.issues));
+    expect(r.snapshot.principalLimits?.teams.get('voice')).toEqual({ maxUnits: 1, wait: { maxMs: 2000, maxWaiters: 2 } });
+    expect(r.snapshot.principalLimits?.teams.get('batch')).toEqual({ wait: { maxMs: 30_000, maxWaiters: 1000 } });
+  });
+
+  it('refuses a wait on a user, and a wait that is not positive whole numbers within its caps, each at its path', () => {
+    const r = configDocument.safeParse(
+      doc({
+        limits: {
+          users: { alice: { max_units: 1, wait: { max_ms: 100, max_waiters: 1 } } },
+          teams: {
+            zero: { wait: { max_ms: 0, max_waiters: 1 } },
+            long: { wait: { max_ms: 30_001, max_waiters: 1 } },
+            many: { wait: { max_ms: 100, max_waiters: 1001 } },
+            half: { wait: { max_ms: 1.5, max_waiters: 1 } },
+            partial: { wait: { max_ms: 100 } },
+            typo: { wait: { max_ms: 100, max_waiters: 1, fifo: true } },
+          },
+        },
+      }),
+    );
+    expect(r.success).toBe(false);
+    const paths = r.error!.issues.map((i) => i.path.join('.'));
+    expect(paths).toContain('limits.users.alice');
+    expect(paths).toContain('limits.teams.zero.wait.max_ms');
+    expect(paths).toContain('limits.teams.long.wait.max_ms');
+    expect(paths).toContain('limits.teams.many.wait.max_waiters');
+    expect(paths).toContain('limits.teams.half.wait.max_ms');
+    expect(paths).toContain('limits.teams.partial.wait.max_waiters');
+    expect(paths).toContain('limits.teams.typo.wait');
+  });
+
   it('refuses a limit on a name qualified with no issuer\'s name', async () => {
     const r = await compileConfig(configDocument.parse(doc({ issuerName: 'corp', limits: { users: { 'crop:alice': { max_units: 1 } } } })), ctx);
     expect(r.ok).toBe(false);

@@ -136,6 +136,9 @@ describe('the sum of grants under random interleavings', () => {
     const read = (p: Pod): void => {
       if (clock(p) < p.cutUntil || p.pending) return;
       const plan = planSettle(store?.entry, p.id, settleInput(p, total, clock(p)));
+      // What a pod asks others to give way to is real demand only, never its headroom.
+      const mine = plan.entry.grants[p.id];
+      if (mine) expect(mine.wants, `seed ${seed}: wants`).toBeLessThanOrEqual(Math.max(0, (p.demanded ? p.need + 1 : p.need) - mine.units));
       p.local = beforeWrite(p.local, plan);
       p.pending = { plan, revision: store?.revision };
     };
@@ -202,6 +205,40 @@ describe('the sum of grants under random interleavings', () => {
 
   it('never lets pods cut off from the ledger admit beyond the units (300 seeds)', () => {
     for (let seed = 1001; seed <= 1300; seed++) run(seed, true);
+  });
+
+  it('gives a pod that keeps being refused what it asks for from idle pods, even when their headroom would not fit (200 seeds)', () => {
+    for (let seed = 2001; seed <= 2200; seed++) {
+      const r = rng(seed);
+      const total = 1 + Math.floor(r() * 8);
+      const n = 2 + Math.floor(r() * 4);
+      const pods: Pod[] = Array.from({ length: n }, (_, i) => ({ id: `pod-${i}`, skew: 0, local: NO_GRANT, need: 0, demanded: false, alive: true, cutUntil: 0 }));
+      let store: { entry: GrantEntry; revision: number } | undefined;
+      let t = 0;
+      // One heartbeat of every pod in a random order; each settle is read and written at once.
+      const round = (): void => {
+        for (const p of [...pods].sort(() => r() - 0.5)) {
+          const plan = planSettle(store?.entry, p.id, settleInput(p, total, t));
+          p.local = afterWrite(beforeWrite(p.local, plan), plan, true, P.marginMs);
+          store = { entry: plan.entry, revision: (store?.revision ?? 0) + 1 };
+          p.demanded = false;
+          expect(liveUnits(store.entry, t), `seed ${seed}`).toBeLessThanOrEqual(total);
+        }
+        t += 1000;
+      };
+      for (let i = 0; i < 3; i++) round(); // idle: headroom wherever it fits
+      const busy = pods[Math.floor(r() * n)]!;
+      const target = 1 + Math.floor(r() * total);
+      let rounds = 0;
+      for (; busy.need < target && rounds < 2 * target + 4; rounds++) {
+        // The busy pod admits what its grant allows and is refused beyond it.
+        busy.need = Math.min(target, Math.max(busy.need, admissible(busy.local, t)));
+        if (busy.need < target) busy.demanded = true;
+        round();
+      }
+      busy.need = Math.min(target, Math.max(busy.need, admissible(busy.local, t)));
+      expect(busy.need, `seed ${seed}: ${n} pods, ${total} units, busy pod wants ${target}`).toBe(target);
+    }
   });
 
   it('has the live sum the ledger would report match the recorded grants that are not expired', () => {

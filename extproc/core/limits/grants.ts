@@ -113,7 +113,7 @@ export interface SettleInput extends GrantPolicy {
   readonly need: number;
   /** The grant this pod holds now, as it believes. */
   readonly held: number;
-  /** An admission was refused here since the last settle for lack of grant. */
+  /** An admission was refused here for lack of grant, recently (the adapter keeps it two heartbeats). */
   readonly demanded: boolean;
   /** This pod's clock. */
   readonly now: number;
@@ -160,7 +160,11 @@ export function planSettle(entry: GrantEntry | undefined, pod: string, i: Settle
   const room = Math.max(0, i.total - liveUnits({ grants }, i.now));
   const record = Math.min(room, Math.max(desired, i.need));
   const granted = Math.min(record, desired);
-  const wants = Math.max(0, desired - record);
+  // Others give way only to real demand: what is in use, plus one after a refusal. Headroom is not
+  // demand — with a cap smaller than the pods (a team's max_units: 2 behind three pods), idle pods
+  // wanting headroom would hold a busy pod to its fair share and keep an idle unit circling.
+  const urgent = i.demanded ? i.need + 1 : i.need;
+  const wants = Math.max(0, Math.min(desired, urgent) - record);
   const expiresAt = i.now + i.leaseMs;
   if (record > 0 || wants > 0) grants[pod] = { units: record, expiresAt, wants };
   return { entry: { grants }, granted, cap: Math.min(i.held, granted), expiresAt };

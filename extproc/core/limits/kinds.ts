@@ -74,9 +74,9 @@ export interface Chain {
 }
 
 export function chainOf(md: DecisionMetadata): Chain {
-  return {
-    ...(md.user ? { user: md.user } : {}),
-    teams: md.teams ? md.teams.split(',').filter((t) => t.length > 0) : [],
-    ...(md.account ? { account: md.account } : {}),
-  };
+  // Runs on every admission: plain stores instead of conditional spreads (same keys, same order).
+  const teams = md.teams ? md.teams.split(',').filter((t) => t.length > 0) : [];
+  const chain: { user?: string; teams: readonly string[]; account?: string } = md.user ? { user: md.user, teams } : { teams };
+  if (md.account) chain.account = md.account;
+  return chain;
 }

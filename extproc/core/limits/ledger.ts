@@ -7,7 +7,9 @@
  * Accounts are admitted against the units *granted to this pod* ({@link GrantSource}). In
  * single-pod mode the grant is the whole account ({@link WHOLE_ACCOUNT}); across pods the grant is
  * leased from a shared ledger (adapters/nats/grant-ledger.ts, arithmetic in grants.ts) and refilled
- * in the background, so admission stays local.
+ * in the background, so admission stays local. Across pods a user's or team's `max_units` and
+ * `max_sessions` are shared the same way: this pod admits the principal within its granted share
+ * of the cap ({@link GrantSource.share}); without a share the whole cap is this pod's.
  *
  * @example
  * const ledger = createAdmissionLedger();
@@ -54,6 +56,9 @@ export type Admission = { readonly kind: 'granted'; readonly lease: Lease } | Re
 /** An account's two pools of units as the provider counts them (TTS sockets scale with `tts`). */
 export type GrantPool = 'tts' | 'stt';
 
+/** What a user's or team's cap counts: `max_units` or `max_sessions`. */
+export type PrincipalResource = 'units' | 'sessions';
+
 /**
  * The units of an account this pod may admit against. `units` is on the hot path and must answer
  * from memory; a cross-pod source refills its grant asynchronously when told the grant ran out.
@@ -64,6 +69,13 @@ export interface GrantSource {
   exhausted?(account: AccountConfig, pool: GrantPool): void;
   /** Units of the pool no pod holds in the cluster, as last read; undefined when unknown (single pod). */
   free?(account: AccountConfig, pool: GrantPool): number | undefined;
+  /**
+   * This pod's share of a user's or team's cap `max` across pods, from memory (cluster mode).
+   * Absent: the whole cap is this pod's (single pod).
+   */
+  share?(scope: 'user' | 'team', name: string, resource: PrincipalResource, max: number): number;
+  /** Refused on this pod's share while the cap is larger: start a borrow of the principal's units (never block). */
+  shareExhausted?(scope: 'user' | 'team', name: string, resource: PrincipalResource, max: number): void;
 }
 
 /** Single-pod mode: this pod is granted the whole account. */
@@ -96,7 +108,24 @@ export interface AdmissionLedger {
   inUse(scope: LimitScope, name: string, resource: Resource): number;
   /** What this pod may hold of an account's pool: its grant (TTS sockets: × `ws_per_unit`). Metrics. */
   capacity(account: AccountConfig, pool: AccountPool): number;
+  /**
+   * Calls `listener` after every release, so the edge's bounded waits (core/limits/waiters.ts) look
+   * again at once; returns the unsubscribe. Wrappers forward it.
+   */
+  onRelease?(listener: () => void): () => void;
+  /**
+   * Metrics hooks of a wrapping ledger (adapters/prometheus/limit-metrics.ts), absent on a bare one.
+   * `uncounted`: the ledger without refusal counting, for admissions a bounded wait retries (not
+   * refusals a client saw); `refused`: one a client did see, after admitting `uncounted`;
+   * `waited`: how a bounded wait ended and after how long.
+   */
+  uncounted?(): AdmissionLedger;
+  refused?(r: Refusal): void;
+  waited?(outcome: WaitOutcome, ms: number): void;
 }
+
+/** How a bounded wait ended (core/limits/waiters.ts; the `outcome` of `voicegate_limit_wait_seconds`). */
+export type WaitOutcome = 'admitted' | 'timed_out' | 'cancelled';
 
 interface Counter {
   n: number;
@@ -108,6 +137,8 @@ interface Check {
   readonly scope: LimitScope;
   readonly name: string;
   readonly limit: LimitName;
+  /** A user's or team's configured cap, when `max` is this pod's share of it (cluster mode). */
+  readonly cap?: number;
 }
 
 interface RateCheck {
@@ -127,6 +158,7 @@ export function createAdmissionLedger(opts: LedgerOptions = {}): AdmissionLedger
   /** Account → sequence number of its last admission, for least-recently-chosen ties. */
   const chosen = new Map<string, number>();
   const cooling = new Map<string, number>();
+  const releaseListeners = new Set<() => void>();
   let sequence = 0;
 
   const counter = (scope: LimitScope, name: string, resource: Resource): Counter => {
@@ -145,11 +177,14 @@ export function createAdmissionLedger(opts: LedgerOptions = {}): AdmissionLedger
 
   function principal(checks: Check[], rates: RateCheck[], scope: 'user' | 'team', name: string, l: PrincipalLimits, kind: AdmissionKind): void {
     const cost = KIND_COST[kind];
+    // Across pods the check is against this pod's share of the cap, the refusal names the cap.
+    const shared = (resource: PrincipalResource, cap: number) =>
+      grants.share ? { max: Math.min(cap, grants.share(scope, name, resource, cap)), cap } : { max: cap };
     if (cost.units && l.maxUnits !== undefined) {
-      checks.push({ counter: counter(scope, name, 'units'), max: l.maxUnits, scope, name, limit: 'max_units' });
+      checks.push({ counter: counter(scope, name, 'units'), ...shared('units', l.maxUnits), scope, name, limit: 'max_units' });
     }
     if (cost.sessions && l.maxSessions !== undefined) {
-      checks.push({ counter: counter(scope, name, 'sessions'), max: l.maxSessions, scope, name, limit: 'max_sessions' });
+      checks.push({ counter: counter(scope, name, 'sessions'), ...shared('sessions', l.maxSessions), scope, name, limit: 'max_sessions' });
     }
     if (l.requestsPerMinute !== undefined) rates.push({ window: window(scope, name, l.requestsPerMinute), scope, name });
   }
@@ -208,7 +243,11 @@ export function createAdmissionLedger(opts: LedgerOptions = {}): AdmissionLedger
           const a = snapshot.accounts.get(c.name);
           if (a) grants.exhausted(a, pool === 'stt_units' ? 'stt' : 'tts');
         }
-        return { kind: 'refused', scope: c.scope, name: c.name, limit: c.limit, max: c.max, retryAfterMs: concurrencyRetry };
+        // A principal's share is the same whichever account is tried, so this signals regardless of `signal`.
+        if (c.scope !== 'account' && c.cap !== undefined && c.max < c.cap) {
+          grants.shareExhausted?.(c.scope, c.name, c.limit === 'max_sessions' ? 'sessions' : 'units', c.cap);
+        }
+        return { kind: 'refused', scope: c.scope, name: c.name, limit: c.limit, max: c.cap ?? c.max, retryAfterMs: concurrencyRetry };
       }
     }
     for (const r of rates) {
@@ -235,6 +274,8 @@ export function createAdmissionLedger(opts: LedgerOptions = {}): AdmissionLedger
           if (released) return false;
           released = true;
           for (const c of held) c.n--;
+          // After the counters: a listener that admits a waiter finds the freed unit.
+          for (const listener of releaseListeners) listener();
           return true;
         },
       },
@@ -269,6 +310,10 @@ export function createAdmissionLedger(opts: LedgerOptions = {}): AdmissionLedger
     },
     capacity(a, pool) {
       return pool === 'ws_slots' ? grants.units(a, 'tts') * a.wsPerUnit : grants.units(a, pool === 'tts_units' ? 'tts' : 'stt');
+    },
+    onRelease(listener) {
+      releaseListeners.add(listener);
+      return () => void releaseListeners.delete(listener);
     },
   };
 }

@@ -19,8 +19,11 @@ import { limitErrorFrame } from './responses.ts';
 export type GateVerdict = { readonly kind: 'forward' } | { readonly kind: 'refuse'; readonly frame: string; readonly refusal: Refusal };
 
 export interface SynthesisGate {
-  /** A client frame the model guard let through: forward it, or answer `frame` and drop it. */
-  client(data: Uint8Array, isBinary: boolean): GateVerdict;
+  /**
+   * A client frame the model guard let through: forward it, or answer `frame` and drop it.
+   * `message`: the frame's JSON object when the caller has parsed it already (the model guard).
+   */
+  client(data: Uint8Array, isBinary: boolean, message?: Record<string, unknown>): GateVerdict;
   /** A provider frame, relayed to the client. */
   upstream(data: Uint8Array, isBinary: boolean): void;
   /** The session is over: every unit still held is released. Idempotent. */
@@ -69,9 +72,9 @@ export function synthesisGate(acquire: () => Admission): SynthesisGate {
     get held() {
       return leases.length;
     },
-    client(data, isBinary) {
+    client(data, isBinary, message) {
       if (ended || isBinary) return FORWARD;
-      const msg = parseObject(data);
+      const msg = message ?? parseObject(data);
       // The model guard has refused anything unreadable already; nothing here to synthesise.
       if (!msg) return FORWARD;
       const hasText = typeof msg.text === 'string' && msg.text.trim() !== '';

@@ -8,7 +8,7 @@ import { CATALOGUES, type Meter } from '../catalogue/endpoints.ts';
 import type { DecisionMetadata, RouteKind } from '../decision/types.ts';
 import { costUsd, findModel, isBillableStatus } from './pricing.ts';
 import { isDenialCode } from '../decision/denials.ts';
-import { SPAN_SCHEMA, traceContext, type EndedBy, type UsageSpan } from './span.ts';
+import { SPAN_SCHEMA, traceContext, type EndedBy, type LimitScopeName, type UsageSpan } from './span.ts';
 
 /** Quantities a transport measured (or estimated) for one exchange. */
 export interface Usage {
@@ -47,6 +47,10 @@ export interface ExchangeFacts {
   readonly error: string;
   /** Which side ended the exchange, when the transport knows; otherwise {@link endedByOf} derives it. */
   readonly endedBy?: EndedBy;
+  /** Milliseconds spent in a team's bounded wait for a limit; absent when it did not wait. */
+  readonly waitedMs?: number;
+  /** The limit whose 429 answered the exchange. */
+  readonly refusedBy?: { readonly scope: LimitScopeName; readonly limit: string };
   /** The snapshot the exchange was decided with: prices and upstream host come from it. */
   readonly snapshot: Snapshot | undefined;
 }
@@ -123,6 +127,8 @@ export function buildSpan(f: ExchangeFacts): UsageSpan {
     error: f.error,
     serverAddress: upstream ? hostOf(upstream) : '',
     endedBy: f.endedBy ?? endedByOf(f.decision, f.error),
+    ...(f.waitedMs !== undefined ? { waitedMs: round3(f.waitedMs) } : {}),
+    ...(f.refusedBy !== undefined ? { limitScope: f.refusedBy.scope, limitName: f.refusedBy.limit } : {}),
   };
 }
 

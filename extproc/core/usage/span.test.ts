@@ -27,6 +27,28 @@ describe('span endedBy', () => {
   });
 });
 
+describe('span limit fields (waited_ms, limit_scope, limit_name: fields 37–39)', () => {
+  it('round-trips a wait and the limit that refused', () => {
+    const span = makeSpan({ status: 429, waitedMs: 2003.5, limitScope: 'team', limitName: 'max_units' });
+    expect(decodeSpan(encodeSpan(span))).toEqual(span);
+  });
+
+  it('decodes spans without them (older writers) and with proto3 defaults written out as absent', () => {
+    const old = decodeSpan(JSON.stringify(makeSpan()));
+    expect(old.waitedMs).toBeUndefined();
+    expect(old.limitScope).toBeUndefined();
+    expect(old.limitName).toBeUndefined();
+    const defaults = decodeSpan(JSON.stringify({ ...makeSpan(), limitScope: '', limitName: '' }));
+    expect(defaults.limitScope).toBeUndefined();
+    expect(defaults.limitName).toBeUndefined();
+  });
+
+  it('refuses a scope it does not know and a negative wait', () => {
+    expect(() => decodeSpan(JSON.stringify({ ...makeSpan(), limitScope: 'org' }))).toThrow(SpanDecodeError);
+    expect(() => decodeSpan(JSON.stringify({ ...makeSpan(), waitedMs: -1 }))).toThrow(SpanDecodeError);
+  });
+});
+
 describe('endedByOf (the side, when the transport did not say)', () => {
   it('maps how an exchange ended to who ended it', () => {
     expect(endedByOf('deny', '')).toBe('gateway');

@@ -11,9 +11,16 @@ export const SPAN_SCHEMA = 'voicegate.usage.v1';
 export const END_SIDES = ['client', 'upstream', 'gateway', 'policy', ''] as const;
 export type EndedBy = (typeof END_SIDES)[number];
 
+/** Scopes of the limit that refused an exchange (the span's `limitScope`). */
+export const LIMIT_SCOPES = ['user', 'team', 'account'] as const;
+export type LimitScopeName = (typeof LIMIT_SCOPES)[number];
+
 const u64 = z.union([z.number(), z.string().regex(/^\d+$/)]).transform(Number).pipe(z.number().int().nonnegative());
 const ms = z.number().nonnegative();
 const hex = (len: number) => z.string().regex(new RegExp(`^[0-9a-f]{${len}}$`));
+
+/** proto3's default string (a writer that emits defaults) means the field is not set. */
+const absentWhenEmpty = (v: unknown): unknown => (v === '' ? undefined : v);
 
 /** Zod schema decoding a span from its JSON wire form; proto3 omitted defaults are filled in. */
 export const usageSpanSchema = z.object({
@@ -54,6 +61,15 @@ export const usageSpanSchema = z.object({
   serverAddress: z.string().default(''),
   /** Which side ended the exchange (protos/span.proto `ended_by`); absent in older spans. */
   endedBy: z.enum(END_SIDES).default(''),
+  /** Milliseconds spent in a team's bounded wait for a limit (protos/span.proto `waited_ms`); absent when it did not wait. */
+  waitedMs: ms.optional(),
+  /**
+   * Scope of the limit whose 429 answered the exchange (`limit_scope`); absent when no limit
+   * refused it (proto3 JSON omits the empty string, which decodes as absent too).
+   */
+  limitScope: z.preprocess(absentWhenEmpty, z.enum(LIMIT_SCOPES).optional()),
+  /** That limit's name: `max_units`, `max_sessions`, `requests_per_minute`, `concurrency`, `ws_connections`. */
+  limitName: z.preprocess(absentWhenEmpty, z.string().optional()),
 });
 
 /** One usage span (decoded; every field present except the optional measurements). */

@@ -164,6 +164,8 @@ class UsageObserver implements ExchangeObserver {
           providerRequestId: this.#providerRequestId,
           error: outcome.error ?? '',
           ...(outcome.endedBy !== undefined ? { endedBy: outcome.endedBy } : {}),
+          ...(outcome.waitedMs !== undefined ? { waitedMs: outcome.waitedMs } : {}),
+          ...(outcome.refusedBy !== undefined ? { refusedBy: outcome.refusedBy } : {}),
           snapshot: x.snapshot,
         }),
       );

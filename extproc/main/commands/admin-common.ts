@@ -82,7 +82,7 @@ export function failure(ctx: RunContext, err: unknown): number | undefined {
   }
   if (err instanceof AdminApiError || err instanceof ControlUnreachableError || err instanceof UnexpectedAnswerError || err instanceof StaleWriteError) {
     // AdminApiError's message is `<title>: <detail> (field <field>)`.
-    ctx.stderr(`voicegate: ${oneLine(err.message)}\n`);
+    ctx.stderr(`voicegate ${ctx.name}: ${oneLine(err.message)}\n`);
     return 1;
   }
   return undefined;

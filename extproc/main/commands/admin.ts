@@ -165,6 +165,17 @@ function priceFlags(o: Opts) {
   return Object.keys(price).length ? { price } : {};
 }
 
+/** Aliases (all of them: the API replaces the list), price (the whole price) and session limit. */
+function modelSettings(o: Opts) {
+  return {
+    ...(o.alias.length ? { aliases: o.alias } : {}),
+    ...priceFlags(o),
+    ...(o.maxSessionSeconds !== undefined ? { max_session_seconds: o.maxSessionSeconds } : {}),
+  };
+}
+
+const described = (o: Opts) => (o.description !== undefined ? { description: o.description } : {});
+
 const accountPath = (name: string) => `/admin/v1/accounts/${seg(name)}`;
 
 export const ACTIONS: readonly Action[] = [
@@ -272,12 +283,24 @@ export const ACTIONS: readonly Action[] = [
   {
     words: 'models add',
     args: ['ACCOUNT', 'MODEL_ID'],
-    flags: ['type', 'alias', 'pricePerThousandChars', 'pricePerMinute', 'pricePerMinuteStreaming'],
+    flags: ['type', 'alias', 'pricePerThousandChars', 'pricePerMinute', 'pricePerMinuteStreaming', 'maxSessionSeconds'],
     required: ['type'],
     run: async (c) => {
-      const body = { model_id: arg(c, 1), type: c.o.type, ...(c.o.alias.length ? { aliases: c.o.alias } : {}), ...priceFlags(c.o) };
+      const body = { model_id: arg(c, 1), type: c.o.type, ...modelSettings(c.o) };
       const r = await c.client.send('POST', `${accountPath(arg(c, 0))}/models`, Views.model, { body });
       printOne(c, r.value, created(r.status, `model ${r.value.model_id} of ${r.value.account}`), (x) => render.models([x]));
+    },
+  },
+  {
+    words: 'models update',
+    args: ['ACCOUNT', 'MODEL_ID'],
+    flags: ['alias', 'pricePerThousandChars', 'pricePerMinute', 'pricePerMinuteStreaming', 'maxSessionSeconds'],
+    run: async (c) => {
+      const body = modelSettings(c.o);
+      if (Object.keys(body).length === 0) throw new UsageError('nothing to update: give --alias, a --price-… flag or --max-session-seconds');
+      const path = `${accountPath(arg(c, 0))}/models/${seg(arg(c, 1))}`;
+      const r = await readModifyWrite(c, `model ${arg(c, 1)} of ${arg(c, 0)}`, path, Views.model, 'PATCH', Views.model, body);
+      printOne(c, r.value, `updated model ${r.value.model_id} of ${r.value.account}`, (x) => render.models([x]));
     },
   },
   {
@@ -295,8 +318,9 @@ export const ACTIONS: readonly Action[] = [
   {
     words: 'teams create',
     args: ['NAME'],
+    flags: ['description'],
     run: async (c) => {
-      const r = await c.client.send('POST', '/admin/v1/teams', Views.team, { body: { name: arg(c, 0) } });
+      const r = await c.client.send('POST', '/admin/v1/teams', Views.team, { body: { name: arg(c, 0), ...described(c.o) } });
       printOne(c, r.value, created(r.status, `team ${r.value.name}`), (x) => render.teams([x]));
     },
   },
@@ -332,6 +356,11 @@ export const ACTIONS: readonly Action[] = [
 
   // service accounts and keys
   {
+    words: 'service-keys accounts',
+    args: [],
+    run: async (c) => printList(c, await c.client.listAll('/admin/v1/service-accounts', Views.serviceAccount), 'service accounts', render.serviceAccounts),
+  },
+  {
     words: 'service-keys list',
     args: ['SA'],
     run: async (c) => printList(c, await c.client.listAll(`/admin/v1/service-accounts/${seg(arg(c, 0))}/keys`, Views.serviceKey), 'keys', render.keys),
@@ -339,9 +368,18 @@ export const ACTIONS: readonly Action[] = [
   {
     words: 'service-keys create-account',
     args: ['SA'],
+    flags: ['description'],
     run: async (c) => {
-      const r = await c.client.send('POST', '/admin/v1/service-accounts', Views.serviceAccount, { body: { name: arg(c, 0) } });
+      const r = await c.client.send('POST', '/admin/v1/service-accounts', Views.serviceAccount, { body: { name: arg(c, 0), ...described(c.o) } });
       printOne(c, r.value, created(r.status, `service account ${r.value.name} (${r.value.subject})`), (x) => render.serviceAccounts([x]));
+    },
+  },
+  {
+    words: 'service-keys delete-account',
+    args: ['SA'],
+    run: async (c) => {
+      await readModifyWrite(c, `service account "${arg(c, 0)}"`, `/admin/v1/service-accounts/${seg(arg(c, 0))}`, Views.serviceAccount, 'DELETE', Views.none);
+      printDone(c, `deleted service account ${arg(c, 0)} with its keys, collaborator entries and team memberships`);
     },
   },
   {
@@ -375,10 +413,10 @@ export const ACTIONS: readonly Action[] = [
 
   // audit, usage
   {
-    words: 'audit',
+    words: 'audit list',
     args: [],
-    flags: ['resource'],
-    run: async (c) => printList(c, await c.client.listAll('/admin/v1/audit-events', Views.audit, { resource: c.o.resource }), 'audit events', render.audit),
+    flags: ['resource', 'resourceKey'],
+    run: async (c) => printList(c, await c.client.listAll('/admin/v1/audit-events', Views.audit, { resource: c.o.resource, key: c.o.resourceKey }), 'audit events', render.audit),
   },
   {
     words: 'usage',
@@ -444,9 +482,17 @@ function split(args: readonly string[]): { flags: string[]; positionals: string[
   return { flags, positionals, given };
 }
 
-function findAction(positionals: readonly string[]): Action | undefined {
+/** A resource word alone that stands for one of its actions (`audit` is `audit list`). */
+const SHORTHAND: Readonly<Record<string, string>> = { audit: 'audit list' };
+
+/** The action the leading words name, and how many words named it. */
+function findAction(positionals: readonly string[]): { action: Action; words: number } | undefined {
   const two = positionals.slice(0, 2).join(' ');
-  return ACTIONS.find((a) => a.words === two) ?? ACTIONS.find((a) => a.words === positionals[0] && !a.words.includes(' '));
+  const exact = ACTIONS.find((a) => a.words === two || (a.words === positionals[0] && !a.words.includes(' ')));
+  if (exact) return { action: exact, words: exact.words.split(' ').length };
+  const short = SHORTHAND[positionals[0] ?? ''];
+  const action = short !== undefined ? ACTIONS.find((a) => a.words === short) : undefined;
+  return action ? { action, words: 1 } : undefined;
 }
 
 export const adminCommand: Command = {
@@ -460,21 +506,30 @@ export const adminCommand: Command = {
       return 2;
     };
     const { flags, positionals, given } = split(args);
-    const parsed = parseOptions(ADMIN_OPTIONS, flags, ctx.env);
-    if (!parsed.ok) return refuse(parsed.error);
-    const action = findAction(positionals);
-    if (!action) {
+    const found = findAction(positionals);
+    const actionUsage = found ? `usage: voicegate ${ctx.name} ${synopsis(found.action)}` : undefined;
+    if (given.has('provider-token')) return refuse('there is no --provider-token: a flag shows in `ps` and shell history; give --provider-token-file FILE, or - to read stdin', actionUsage);
+    if (!found) {
+      // A flag the parser does not know is the first thing to say (its value may be the "action").
+      const anyway = parseOptions(ADMIN_OPTIONS, flags, ctx.env);
+      if (!anyway.ok) return refuse(anyway.error);
       const what = positionals.length ? `unknown action "${positionals.slice(0, 2).join(' ')}"` : 'no action given';
       return refuse(`${what}; one of: ${[...new Set(ACTIONS.map((a) => a.words))].join(', ')}`);
     }
-    const actionUsage = `usage: voicegate ${ctx.name} ${synopsis(action)}`;
-    const rest = positionals.slice(action.words.split(' ').length);
-    if (rest.length !== action.args.length) {
-      return refuse(`${action.words} takes ${action.args.length ? action.args.join(' ') : 'no arguments'}${rest.length > action.args.length ? `, not ${JSON.stringify(rest.slice(action.args.length).join(' '))}` : ''}`, actionUsage);
-    }
+    const { action } = found;
+    // A defined flag this action does not take, before values are parsed: `accounts list --units 0`
+    // says --units is out of place. Undefined flags are the parser's to name.
     const allowed = new Set([...CONNECTION, ...(action.flags ?? [])].map((k) => ADMIN_OPTIONS[k].flag));
-    const foreign = [...given].filter((f) => !allowed.has(f));
+    const foreign = [...given].filter((f) => byFlag.has(f) && !allowed.has(f));
     if (foreign.length) return refuse(`${action.words} does not take ${foreign.map((f) => `--${f}`).join(', ')}`, actionUsage);
+    const parsed = parseOptions(ADMIN_OPTIONS, flags, ctx.env);
+    if (!parsed.ok) return refuse(parsed.error, actionUsage);
+    const rest = positionals.slice(found.words);
+    // Extra words are counted, not quoted: a secret pasted as an argument must not be echoed.
+    if (rest.length !== action.args.length) {
+      const extra = rest.length - action.args.length;
+      return refuse(`${action.words} takes ${action.args.length ? action.args.join(' ') : 'no arguments'}${extra > 0 ? `, not ${extra} more word${extra === 1 ? '' : 's'}` : ''}`, actionUsage);
+    }
     const missing = (action.required ?? []).filter((k) => parsed.value[k] === undefined);
     if (missing.length) return refuse(`${action.words} needs ${missing.map((k) => `--${ADMIN_OPTIONS[k].flag}`).join(', ')}`, actionUsage);
     if (action.words === 'models add' && parsed.value.type !== 'tts' && parsed.value.type !== 'stt') return refuse('--type must be tts or stt', actionUsage);

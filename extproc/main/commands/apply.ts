@@ -33,8 +33,14 @@ const command = defineCommand(SUMMARY, APPLY_OPTIONS, async (o, ctx) =>
   }),
 );
 
-/** `-f FILE` is `--file FILE`: the flag schema has long names only, as every command's does. */
+/** `-f FILE` (`-fFILE`, `-f=FILE`) is `--file FILE`: the flag schema has long names only, as every command's does. */
+function longFile(a: string): string {
+  if (a === '-f') return '--file';
+  if (a.startsWith('-f=')) return `--file=${a.slice(3)}`;
+  return a.startsWith('-f') && !a.startsWith('--') ? `--file=${a.slice(2)}` : a;
+}
+
 export const applyCommand: Command = {
   ...command,
-  run: (args, ctx) => command.run(args.map((a) => (a === '-f' ? '--file' : a.startsWith('-f=') ? `--file=${a.slice(3)}` : a)), ctx),
+  run: (args, ctx) => command.run(args.map(longFile), ctx),
 };

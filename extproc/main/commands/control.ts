@@ -14,6 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import pg from 'pg';
 import { createAdminApp, type UsageQuery } from '../../adapters/admin-api/app.ts';
+import { dataPlaneCheck } from '../../adapters/admin-api/data-plane-check.ts';
 import { mountSnapshotRoute } from '../../adapters/admin-api/snapshot-route.ts';
 import { ensureDevSnapshotKey } from '../../adapters/files/dev-snapshot-key.ts';
 import { readKeyringFile } from '../../adapters/files/keyring-file.ts';
@@ -166,6 +167,9 @@ export const controlCommand = defineCommand('the control plane: admin API over P
     adminSubjects: o.adminSubject,
     usage,
     resolveSecret: (ref) => resolveSecret(ref, baseDir, ctx.env),
+    // A write the publisher could not turn into a snapshot is refused rather than left for the
+    // pods to ignore: they would keep the previous revision while the API said 201.
+    checkConfiguration: dataPlaneCheck({ kek: opened.kek, snapshotKey: opened.snapshotKey }),
     ready: async () => {
       await store.currentRevision();
       return true;

@@ -40,7 +40,12 @@ export const edgeCommand = defineCommand("the embedded data plane (Envoy's job w
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   // Units in use, grants and refusals on /metrics, read from the ledger the edge admits with.
-  const limited = limitMetrics(registry, limits.ledger, () => source.current()?.accounts.values() ?? []);
+  const limited = limitMetrics(
+    registry,
+    limits.ledger,
+    () => source.current()?.accounts.values() ?? [],
+    () => source.current()?.principalLimits?.teams ?? [],
+  );
   const usage = usageComponent({
     ...(o.nats ? { natsUrl: o.nats } : {}),
     spoolDir: o.spoolDir,

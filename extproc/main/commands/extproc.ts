@@ -36,7 +36,12 @@ export const extprocCommand = defineCommand('the gRPC service Envoy calls: ext_a
   }
   const limits = limitsComponent({ mode: limitsMode, ...(o.nats ? { natsUrl: o.nats } : {}), bucket: o.grantBucket, snapshot: () => source.current(), logger });
   const metrics = createAuthzMetrics();
-  const limited = limitMetrics(metrics.registry, limits.ledger, () => source.current()?.accounts.values() ?? []);
+  const limited = limitMetrics(
+    metrics.registry,
+    limits.ledger,
+    () => source.current()?.accounts.values() ?? [],
+    () => source.current()?.principalLimits?.teams ?? [],
+  );
   // Check takes the units; the ext_proc stream, the access-log entry or the sweeper gives them back.
   const slots = new SlotTable({ claimTimeoutMs: o.slotClaimTimeout, onRelease: (cause) => limited.slotReleased(cause) });
   const usage = usageComponent({

@@ -24,7 +24,7 @@ import { createLogger } from '../logger.ts';
 import { START_OPTIONS } from '../options.ts';
 import { reloadComponent } from '../reload.ts';
 import { devIssuer, signDevToken } from './token.ts';
-import { openEmbeddedControl, type EmbeddedControl } from './start-control.ts';
+import { openEmbeddedControl, type EmbeddedControl, type PodFeed } from './start-control.ts';
 import { loadStartConfigFile, type StartConfigFile } from '../../adapters/files/start-config.ts';
 import type { Parsed } from '../flags.ts';
 import type { Logger } from '../logger.ts';
@@ -112,7 +112,7 @@ export const startCommand = defineCommand('simulator + decision service + edge i
   }
   let embedded: EmbeddedControl | undefined;
   if (file) {
-    const opened = await openEmbeddedControl(ctx, { config: o.config, database: o.database, dataDir: o.dataDir, host: o.host, adminPort: o.adminPort, insecure: o.insecure }, file, logger);
+    const opened = await openEmbeddedControl(ctx, { config: o.config, database: o.database, dataDir: o.dataDir, host: o.host, adminPort: o.adminPort, insecure: o.insecure, nats: o.nats, configBucket: o.configBucket, snapshotKeyFile: o.snapshotKeyFile, podSubject: o.podSubject }, file, logger);
     if (typeof opened === 'number') return opened;
     embedded = opened;
   }
@@ -199,7 +199,7 @@ async function startWith(ctx: RunContext, o: StartFlags, plan: StartPlan): Promi
   const rollups = Boolean(o.nats && o.database);
   const usageMode = (o.nats ? (o.database ? 'nats+postgres' : 'nats') : `file ${o.spoolDir}/spans.jsonl`) + (embedded && !rollups ? '   (roll-ups and GET /admin/v1/usage need NATS_URL and DATABASE_URL)' : '');
   return serve(ctx, components, o.drainDelay, async () => {
-    const control = embedded ? { url: embedded.admin.url ?? '-', store: embedded.storeLabel, revision: embedded.revision, bootstrapKey: embedded.bootstrapKey, imported: embedded.imported !== undefined } : undefined;
+    const control = embedded ? { url: embedded.admin.url ?? '-', store: embedded.storeLabel, revision: embedded.revision, bootstrapKey: embedded.bootstrapKey, imported: embedded.imported !== undefined, pods: embedded.pods } : undefined;
     ctx.stdout(await banner({ snapshot: source.current() ?? snapshot, configPath: o.config, edgeUrl: edge.url, grpcHost: o.host, grpcTls: Boolean(tls), grpcPort: grpc.port, httpPort: side.port, simulator: simulator?.url, usage: usageMode, control }));
   });
 }
@@ -217,6 +217,8 @@ interface ControlBanner {
   readonly bootstrapKey: string | undefined;
   /** Whether this start imported the file into an empty store. */
   readonly imported: boolean;
+  /** What separate `voicegate edge` pods need to follow this process, when they can. */
+  readonly pods: PodFeed | undefined;
 }
 
 /** A demo key the bundled simulator accepts once an account holds it (it follows the snapshot). */
@@ -233,6 +235,7 @@ async function banner(p: { snapshot: Snapshot; configPath: string; edgeUrl: stri
     `  upstream           ${p.simulator ? `${p.simulator} (bundled simulator of api.smallest.ai)` : p.snapshot.providers.get('smallest')?.upstream ?? '-'}`,
     `  usage spans        ${p.usage}`,
     ...(p.control ? [`  admin API          ${p.control.url}/admin/v1   (control store: ${p.control.store}, revision ${p.control.revision})`] : []),
+    ...(p.control?.pods?.bucket !== undefined ? [`  pods' snapshot     NATS KV ${p.control.pods.bucket}   (voicegate edge --control-nats URL --config-bucket ${p.control.pods.bucket}, key ${p.control.pods.key}; HTTP fallback GET ${p.control.url}/admin/v1/snapshot)`] : []),
     '',
   ];
   if (devIssuer(p.snapshot)) {

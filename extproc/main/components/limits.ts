@@ -1,6 +1,7 @@
 /**
  * The pod's admission ledger and where its account grants come from: the whole account (`pod`,
- * one process) or leases from the cluster's grant ledger on NATS KV (`cluster`). Started before
+ * one process) or leases from the cluster's grant ledger on NATS KV (`cluster`), which in
+ * cluster mode also shares users' and teams' `max_units` and `max_sessions`. Started before
  * the edge listens, so the first requests find a grant; closed after it, giving the units back.
  */
 import type { Logger } from 'pino';
@@ -38,6 +39,10 @@ export function limitsComponent(opts: { mode: 'cluster' | 'pod'; natsUrl?: strin
     grants: {
       units: (a, pool) => grants?.units(a, pool) ?? 0,
       exhausted: (a, pool) => grants?.exhausted(a, pool),
+      free: (a, pool) => grants?.free(a, pool),
+      // Until connected a capped user or team has no share either (fail closed, like the accounts).
+      share: (scope, name, resource, max) => grants?.share(scope, name, resource, max) ?? 0,
+      shareExhausted: (scope, name, resource, max) => grants?.shareExhausted(scope, name, resource, max),
     },
   });
   return {
@@ -51,8 +56,12 @@ export function limitsComponent(opts: { mode: 'cluster' | 'pod'; natsUrl?: strin
         const store = await NatsKvGrantStore.connect(natsUrl, opts.bucket);
         if (closed) return void (await store.close());
         const g = new ClusterGrants({ store, logger: opts.logger });
-        g.bind(ledgerUsage((scope, name, resource) => ledger.inUse(scope, name, resource)));
-        await g.start(opts.snapshot()?.accounts.values() ?? []);
+        g.bind(
+          ledgerUsage((scope, name, resource) => ledger.inUse(scope, name, resource)),
+          (scope, name, resource) => ledger.inUse(scope, name, resource),
+        );
+        const snapshot = opts.snapshot();
+        await g.start(snapshot?.accounts.values() ?? [], snapshot?.principalLimits);
         grants = g;
       };
       const retry = (err: unknown): void => {
