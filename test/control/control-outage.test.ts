@@ -26,7 +26,8 @@ import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotKvValue } from '../../extproc/core/control/snapshot-entry.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
-import { EXAMPLES_DIR, REPO_ROOT } from '../e2e/stack.ts';
+import { REPO_ROOT } from '../e2e/stack.ts';
+import { until, writePodConfig } from './pod-fixtures.ts';
 import { PrivateNats } from '../setup/private-nats.ts';
 import { startPrivatePostgres, type PrivatePostgres } from '../setup/private-postgres.ts';
 
@@ -52,14 +53,6 @@ const children: ChildProcess[] = [];
 // ECONNRESET — a client-pool race, not the outage under test.
 const fresh = new Agent({ pipelining: 0 });
 const fetch: typeof undiciFetch = (input, init) => undiciFetch(input, { ...init, dispatcher: fresh });
-
-async function until(check: () => Promise<boolean>, what: string, deadlineMs = 20_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 interface Proc {
   readonly child: ChildProcess;
@@ -190,11 +183,7 @@ beforeAll(async () => {
   ]);
   await nats.start();
   podConfig = join(dir, 'pod.yaml');
-  await writeFile(
-    podConfig,
-    ['version: 1', 'identity:', '  issuers:', '    - issuer: https://voicegate.local/dev', '      audiences: [voicegate]', `      jwks: file:${join(EXAMPLES_DIR, 'dev/jwks.json')}`,
-      '      algorithms: [ES256, RS256, EdDSA]', 'providers:', '  smallest:', `    upstream: ${sim.url}`, ''].join('\n'),
-  );
+  await writePodConfig(podConfig, sim.url);
   snapshotKey = `snap1:${randomBytes(32).toString('base64')}`;
   keyFile = join(dir, 'snapshot.key');
   await writeFile(keyFile, `${snapshotKey}\n`, { mode: 0o600 });

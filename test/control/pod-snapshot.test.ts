@@ -8,7 +8,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type KV, type NatsConnection, type ObjectStore } from 'nats';
@@ -22,7 +21,8 @@ import { loadLocalConfigFile } from '../../extproc/adapters/files/local-config.t
 import { controlSnapshotComponent, type SnapshotEvent } from '../../extproc/main/components/control-snapshot.ts';
 import { main } from '../../extproc/main/main.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
-import { devTokens, EXAMPLES_DIR, exampleSnapshot, type Tokens } from '../e2e/stack.ts';
+import { devTokens, exampleSnapshot, type Tokens } from '../e2e/stack.ts';
+import { freePort, writePodConfig } from './pod-fixtures.ts';
 
 const NATS = 'nats://127.0.0.1:4222';
 const TTS = '/smallest/waves/v1/lightning-v3.1/get_speech';
@@ -42,14 +42,6 @@ let kv: KV;
 let os: ObjectStore;
 const podToken = randomBytes(16).toString('hex');
 const running: { stop(): Promise<number> }[] = [];
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** A payload: account `smallest-tts` with TTS_KEY sealed for `revision`, lightning-v3.1 on it. */
 function payload(revision: number, subjects: string[]): DataPlaneSnapshot {
@@ -157,23 +149,7 @@ beforeAll(async () => {
   const examples = await exampleSnapshot(sim.url);
   tokens = await devTokens(examples);
   config = join(dir, 'pod.yaml');
-  await writeFile(
-    config,
-    [
-      'version: 1',
-      'identity:',
-      '  issuers:',
-      '    - issuer: https://voicegate.local/dev',
-      '      audiences: [voicegate]',
-      `      jwks: file:${join(EXAMPLES_DIR, 'dev/jwks.json')}`,
-      '      algorithms: [ES256, RS256, EdDSA]',
-      'providers:',
-      '  smallest:',
-      `    upstream: ${sim.url}`,
-      '    default_models: { tts: lightning-v3.1 }',
-      '',
-    ].join('\n'),
-  );
+  await writePodConfig(config, sim.url, ['    default_models: { tts: lightning-v3.1 }']);
   const key = { id: 'snap1', key: new Uint8Array(randomBytes(32)) };
   keys = new Keyring([key]);
   keyFile = join(dir, 'snapshot.key');

@@ -12,7 +12,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection, type Subscription } from 'nats';
@@ -21,7 +20,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotKvValue } from '../../extproc/core/control/snapshot-entry.ts';
 import { main } from '../../extproc/main/main.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
-import { EXAMPLES_DIR, REPO_ROOT } from '../e2e/stack.ts';
+import { REPO_ROOT } from '../e2e/stack.ts';
+import { freePort, until, writePodConfig } from './pod-fixtures.ts';
 
 const NATS = 'nats://127.0.0.1:4222';
 const TTS = '/smallest/waves/v1/lightning-v3.1/get_speech';
@@ -32,22 +32,6 @@ let dir: string;
 let sim: SimulatorHandle;
 let podConfig: string;
 let keyFile: string;
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-async function until(check: () => Promise<boolean>, what: string, deadlineMs = 20_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 interface Control {
   readonly url: string;
@@ -160,22 +144,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'vg-propagation-'));
   sim = await startSimulator({ port: 0, profile: 'instant', accounts: [{ key: TTS_KEY, units: 8 }] });
   podConfig = join(dir, 'pod.yaml');
-  await writeFile(
-    podConfig,
-    [
-      'version: 1',
-      'identity:',
-      '  issuers:',
-      '    - issuer: https://voicegate.local/dev',
-      '      audiences: [voicegate]',
-      `      jwks: file:${join(EXAMPLES_DIR, 'dev/jwks.json')}`,
-      '      algorithms: [ES256, RS256, EdDSA]',
-      'providers:',
-      '  smallest:',
-      `    upstream: ${sim.url}`,
-      '',
-    ].join('\n'),
-  );
+  await writePodConfig(podConfig, sim.url);
   keyFile = join(dir, 'snapshot.key');
   await writeFile(keyFile, `snap1:${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
 });

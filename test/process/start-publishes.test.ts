@@ -19,7 +19,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotKvValue } from '../../extproc/core/control/snapshot-entry.ts';
 import { main } from '../../extproc/main/main.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
-import { EXAMPLES_DIR, REPO_ROOT } from '../e2e/stack.ts';
+import { REPO_ROOT } from '../e2e/stack.ts';
+import { until, writePodConfig } from '../control/pod-fixtures.ts';
 
 const NATS = process.env['NATS_URL'] || 'nats://127.0.0.1:4222';
 const TTS = '/smallest/waves/v1/lightning-v3.1/get_speech';
@@ -34,14 +35,6 @@ let sim: SimulatorHandle;
 let config: string;
 let nc: NatsConnection;
 const children: ChildProcess[] = [];
-
-async function until(check: () => Promise<boolean>, what: string, deadlineMs = 30_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** A child of bin/voicegate.js with its output collected; `stop` sends SIGTERM and waits. */
 function voicegate(args: string[], env: Record<string, string>) {
@@ -85,22 +78,7 @@ beforeAll(async () => {
   sim = await startSimulator({ port: 0, profile: 'instant', accounts: [{ key: TTS_KEY, units: 8 }] });
   // No accounts or models: the same file is start's (an empty store) and the pod's local sections.
   config = join(dir, 'voicegate.yaml');
-  await writeFile(
-    config,
-    [
-      'version: 1',
-      'identity:',
-      '  issuers:',
-      '    - issuer: https://voicegate.local/dev',
-      '      audiences: [voicegate]',
-      `      jwks: file:${join(EXAMPLES_DIR, 'dev/jwks.json')}`,
-      '      algorithms: [ES256, RS256, EdDSA]',
-      'providers:',
-      '  smallest:',
-      `    upstream: ${sim.url}`,
-      '',
-    ].join('\n'),
-  );
+  await writePodConfig(config, sim.url);
   nc = await connect({ servers: NATS });
 });
 

@@ -199,8 +199,8 @@ export async function admitLimitsWaiting(
   });
 }
 
-/** `observer` with `extra` added to its end. */
-function endingWith(observer: GuardedObserver, extra: { readonly waitedMs: number }): GuardedObserver {
+/** `observer` whose `end` goes through `end` instead; every other call passes straight on. */
+function withEnd(observer: GuardedObserver, end: GuardedObserver['end']): GuardedObserver {
   return {
     get ended() {
       return observer.ended;
@@ -210,8 +210,13 @@ function endingWith(observer: GuardedObserver, extra: { readonly waitedMs: numbe
     responseChunk: (c) => observer.responseChunk(c),
     clientMessage: (d, b) => observer.clientMessage(d, b),
     upstreamMessage: (d, b) => observer.upstreamMessage(d, b),
-    end: (outcome) => observer.end({ ...outcome, ...extra }),
+    end,
   };
+}
+
+/** `observer` with `extra` added to its end. */
+function endingWith(observer: GuardedObserver, extra: { readonly waitedMs: number }): GuardedObserver {
+  return withEnd(observer, (outcome) => observer.end({ ...outcome, ...extra }));
 }
 
 // Shared with Envoy's Check (adapters/envoy/check-admission.ts); re-exported for existing callers.
@@ -220,26 +225,16 @@ export { bindAccount, candidatesOf };
 /** `observer`, with `release` run once when the exchange ends (even if the observer throws) and the served account added. */
 function releasingOnEnd(observer: GuardedObserver, account: () => string | undefined, release: () => void): GuardedObserver {
   let released = false;
-  return {
-    get ended() {
-      return observer.ended;
-    },
-    requestChunk: (c) => observer.requestChunk(c),
-    responseStart: (s, h) => observer.responseStart(s, h),
-    responseChunk: (c) => observer.responseChunk(c),
-    clientMessage: (d, b) => observer.clientMessage(d, b),
-    upstreamMessage: (d, b) => observer.upstreamMessage(d, b),
-    end: (outcome) => {
-      try {
-        // The span names the account that served the exchange, where admission or a retry moved it.
-        const served = account();
-        observer.end(served !== undefined ? { ...outcome, account: served } : outcome);
-      } finally {
-        if (!released) {
-          released = true;
-          release();
-        }
+  return withEnd(observer, (outcome) => {
+    try {
+      // The span names the account that served the exchange, where admission or a retry moved it.
+      const served = account();
+      observer.end(served !== undefined ? { ...outcome, account: served } : outcome);
+    } finally {
+      if (!released) {
+        released = true;
+        release();
       }
-    },
-  };
+    }
+  });
 }

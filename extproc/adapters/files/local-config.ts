@@ -18,8 +18,16 @@ export interface LocalConfig {
   readonly resolveSecret: (ref: string) => Promise<SecretResult>;
 }
 
-/** Throws a {@link ConfigError} listing every problem of the file. */
-export async function loadLocalConfigFile(path: string, env: Readonly<Record<string, string | undefined>> = process.env): Promise<LocalConfig> {
+/** A config file read and parsed as YAML: its absolute path, `file:` origin, text and value. */
+export interface YamlConfigFile {
+  readonly abs: string;
+  readonly origin: string;
+  readonly text: string;
+  readonly value: unknown;
+}
+
+/** Reads `path` as YAML (duplicate keys refused); throws a {@link ConfigError} when it cannot. */
+export async function readYamlConfigFile(path: string): Promise<YamlConfigFile> {
   const abs = resolve(path);
   const origin = `file:${abs}`;
   let text: string;
@@ -33,8 +41,19 @@ export async function loadLocalConfigFile(path: string, env: Readonly<Record<str
   if (yaml.errors.length > 0) {
     throw new ConfigError(origin, yaml.errors.map((e) => ({ path: '', message: `YAML: ${(e.message.split('\n')[0] ?? e.message).replace(/:$/, '')}` })));
   }
-  const parsed = parseLocalConfig(yaml.toJS());
-  if (!parsed.ok) throw new ConfigError(origin, parsed.issues);
-  const baseDir = dirname(abs);
-  return { doc: parsed.doc, origin, resolveSecret: (ref) => resolveSecret(ref, baseDir, env) };
+  return { abs, origin, text, value: yaml.toJS() };
+}
+
+/** The local sections of a file's `value`; throws a {@link ConfigError} listing every problem. */
+export function localConfigOf(file: Pick<YamlConfigFile, 'abs' | 'origin'>, value: unknown, env: Readonly<Record<string, string | undefined>>): LocalConfig {
+  const parsed = parseLocalConfig(value);
+  if (!parsed.ok) throw new ConfigError(file.origin, parsed.issues);
+  const baseDir = dirname(file.abs);
+  return { doc: parsed.doc, origin: file.origin, resolveSecret: (ref) => resolveSecret(ref, baseDir, env) };
+}
+
+/** Throws a {@link ConfigError} listing every problem of the file. */
+export async function loadLocalConfigFile(path: string, env: Readonly<Record<string, string | undefined>> = process.env): Promise<LocalConfig> {
+  const file = await readYamlConfigFile(path);
+  return localConfigOf(file, file.value, env);
 }

@@ -4,26 +4,15 @@
  * same `file:` convention as the config's secret references. The file must not be readable by
  * group or others (like ssh refusing a loose private key).
  */
-import { readFile, stat } from 'node:fs/promises';
 import { Keyring } from '../../core/control/envelope.ts';
-import { KekConfigError } from '../../core/control/errors.ts';
 import { parseKekSpec } from '../../core/control/kek.ts';
+import { readKeyringFile } from './keyring-file.ts';
 
 export const KEK_ENV = 'VOICEGATE_KEK';
 
 /** Reads and checks a KEK file; refuses one that group or others may read. */
-export async function readKekFile(path: string): Promise<Keyring> {
-  let info;
-  try {
-    info = await stat(path);
-  } catch (cause) {
-    throw new KekConfigError(`${KEK_ENV} file ${path} cannot be read`, { cause });
-  }
-  if (!info.isFile()) throw new KekConfigError(`${KEK_ENV} file ${path} is not a regular file`);
-  if ((info.mode & 0o077) !== 0) {
-    throw new KekConfigError(`${KEK_ENV} file ${path} is readable by group or others (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it`);
-  }
-  return new Keyring(parseKekSpec(await readFile(path, 'utf8'), `${KEK_ENV} file ${path}`));
+export function readKekFile(path: string): Promise<Keyring> {
+  return readKeyringFile(path, `${KEK_ENV} file`);
 }
 
 /**
